@@ -1,0 +1,2 @@
+// The copse command-line tool (train, eval).
+int main() { return 0; }

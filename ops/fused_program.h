@@ -1,0 +1,80 @@
+// FusedProgram: a row-wise elementwise program, the unit of kernel fusion.
+//
+// The compiler (vertex/) turns each maximal elementwise region of a vertex
+// function, and its derived backward, into one FusedProgram. A backend runs a
+// program over a range of rows: for every row, each instruction reads and
+// writes `width` contiguous columns of registers. Input registers alias rows
+// of external buffers (read-only), output registers alias rows of external
+// buffers (written), the rest are per-row scratch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace copse::ops {
+
+enum class EwOp : std::uint8_t {
+  Copy,         // d = a
+  Zero,         // d = 0
+  Add,          // d = a + b
+  Sub,          // d = a - b
+  Mul,          // d = a * b
+  Sigmoid,      // d = 1 / (1 + exp(-a))
+  Tanh,         // d = tanh(a)
+  Relu,         // d = max(a, 0)
+  AddTo,        // d += a
+  SubTo,        // d -= a
+  MulAddTo,     // d += a * b
+  SigmoidGradAddTo,  // d += a * b * (1 - b)   (a = dy, b = y = sigmoid(x))
+  TanhGradAddTo,     // d += a * (1 - b * b)   (a = dy, b = y = tanh(x))
+  ReluGradAddTo,     // d += b > 0 ? a : 0     (a = dy, b = y = relu(x))
+  ScaleAddTo,        // d += imm * a
+};
+
+const char* ew_op_name(EwOp op);
+
+// An operand: register `reg`, starting at column `col`.
+struct EwArg {
+  int reg = -1;
+  int col = 0;
+};
+
+struct EwInstr {
+  EwOp op = EwOp::Copy;
+  EwArg d, a, b;
+  int width = 0;
+  float imm = 0.f;
+};
+
+enum class RegKind : std::uint8_t { Input, Output, Temp };
+
+struct EwReg {
+  RegKind kind = RegKind::Temp;
+  int width = 0;
+  int ext = -1;  // index into the inputs (Input) or outputs (Output) of a call
+};
+
+struct FusedProgram {
+  std::string name;            // for profiles and errors ("tree_lstm/region0/fwd")
+  std::vector<EwReg> regs;
+  std::vector<EwInstr> code;
+  int num_inputs = 0;
+  int num_outputs = 0;
+  int scratch_width = 0;       // sum of Temp register widths (floats per row)
+  std::vector<int> temp_offset;  // per register: column of a Temp in the scratch row, else -1
+
+  // Fills scratch_width and temp_offset from regs; checks operands are in range.
+  void finalize();
+  std::string to_string() const;
+};
+
+// A strided view of rows: row r of the view starts at ptr + r * ld.
+// ld == 0 broadcasts one row to every row (a bias vector).
+template <typename T>
+struct RowView {
+  T* ptr = nullptr;
+  long ld = 0;
+};
+
+}  // namespace copse::ops
