@@ -34,6 +34,7 @@ struct GraphBatch {
   std::vector<int> slot_child;  // [N*S] row r's child in slot k at r*S+k, -1 if none
   std::vector<int> parent_ptr;  // [N+1] parent CSR: parents of row r
   std::vector<int> parents;     // [E]   parent rows, ascending
+  std::vector<int> parent_edge; // [E]   edge id of each parents entry (edge_child == r)
   std::vector<int> level_max_children;  // [L] max child count in each level
 
   std::vector<int> input;       // [N] input id per row, -1 = none
