@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 
 #include "ops/fused_program.h"
@@ -61,6 +62,10 @@ class Backend {
   virtual double softmax_xent(int rows, int classes, const T* logits, long ld, const int* labels,
                               T scale, T* dlogits, long ld_d, long* correct, int* pred) = 0;
 
+  // x[i, 0:width] *= scale[i] for i in [0, rows) (scale in host memory for the
+  // CPU backend, in device memory for CUDA).
+  virtual void scale_rows(int rows, int width, const T* scale, T* x, long ld);
+
   // Sum of squares of x[0:n].
   virtual double sum_squares(std::size_t n, const T* x) = 0;
   // x[0:n] *= s
@@ -69,5 +74,10 @@ class Backend {
   // Waits for queued work (no-op on the CPU).
   virtual void sync() {}
 };
+
+template <typename T>
+void Backend<T>::scale_rows(int, int, const T*, T*, long) {
+  throw std::logic_error("internal error: backend " + name() + " lacks scale_rows");
+}
 
 }  // namespace copse::ops

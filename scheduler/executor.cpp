@@ -1,0 +1,643 @@
+// Executor: the level loop over a compiled plan (see executor.h).
+#include "scheduler/executor.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+
+namespace copse::scheduler {
+
+using vertex::Domain;
+using vertex::Op;
+using vertex::Phase;
+using vertex::Step;
+using vertex::StepKind;
+
+namespace {
+using Clock = std::chrono::steady_clock;
+struct Timer {
+  bool on;
+  double* acc;
+  Clock::time_point t0;
+  Timer(bool enabled, double* a) : on(enabled), acc(a) {
+    if (on) t0 = Clock::now();
+  }
+  ~Timer() {
+    if (on) *acc += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+};
+}  // namespace
+
+template <typename T>
+Executor<T>::Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend,
+                      memory::ParamStore<T>& params, memory::Arena<T>& arena, ExecOptions opts)
+    : plan_(plan), be_(backend), params_(params), arena_(arena), opts_(opts) {
+  const auto& fn = plan_.fn;
+  num_nodes_ = static_cast<int>(fn.nodes.size());
+  for (const auto& p : fn.params) {
+    int id = params_.id(p.name);
+    std::vector<int> shape = params_.spec(id).shape;
+    if (shape != p.shape)
+      fail("vertex function {}: parameter '{}' has shape [{}] in the store, the function needs [{}]",
+           fn.name, p.name, fmt::join(shape, ", "), fmt::join(p.shape, ", "));
+    param_ids_.push_back(id);
+  }
+  pulls_.resize(fn.pulls.size());
+  pull_of_node_.assign(num_nodes_, -1);
+  for (size_t i = 0; i < fn.pulls.size(); ++i) pull_of_node_[fn.pulls[i].node] = static_cast<int>(i);
+  push_set_.assign(fn.outputs.size(), 0);
+}
+
+template <typename T>
+void Executor<T>::bind_pull(const std::string& name, const std::string& table_param) {
+  const auto& fn = plan_.fn;
+  for (size_t i = 0; i < fn.pulls.size(); ++i) {
+    if (fn.pulls[i].name != name) continue;
+    int id = params_.id(table_param);
+    if (params_.row_width(id) != fn.pulls[i].width)
+      fail("vertex function {}: pull '{}' has width {}, but table '{}' has rows of width {}",
+           fn.name, name, fn.pulls[i].width, table_param, params_.row_width(id));
+    pulls_[i] = {id, params_.param(id), params_.row_width(id), params_.rows(id)};
+    return;
+  }
+  fail("vertex function {}: no pull named '{}'", fn.name, name);
+}
+
+template <typename T>
+void Executor<T>::bind_pull_data(const std::string& name, const T* table, long ld, int rows) {
+  const auto& fn = plan_.fn;
+  for (size_t i = 0; i < fn.pulls.size(); ++i) {
+    if (fn.pulls[i].name != name) continue;
+    pulls_[i] = {-1, table, ld, rows};
+    return;
+  }
+  fail("vertex function {}: no pull named '{}'", fn.name, name);
+}
+
+template <typename T>
+void Executor<T>::check_inputs(const GraphBatch& b) {
+  const auto& fn = plan_.fn;
+  for (size_t i = 0; i < fn.pulls.size(); ++i)
+    if (pulls_[i].data == nullptr && pulls_[i].param < 0)
+      fail("vertex function {}: pull '{}' is not bound to a table", fn.name, fn.pulls[i].name);
+  if (fn.pulls.empty()) return;
+  int rows = pulls_[0].rows;
+  for (const auto& p : pulls_) rows = std::min(rows, p.rows);
+  for (int r = 0; r < b.num_rows; ++r) {
+    int id = b.input[r];
+    if (id < -1 || id >= rows) {
+      int g = b.graph_of_row[r];
+      int v = -1;
+      for (int u = b.vertex_offset[g]; u < b.vertex_offset[g + 1]; ++u)
+        if (b.row_of_vertex[u] == r) v = u - b.vertex_offset[g];
+      fail("graph {} of the batch, vertex {}: input id {} out of range [0, {})", g, v, id, rows);
+    }
+  }
+}
+
+template <typename T>
+typename Executor<T>::Range Executor<T>::rows_of(Domain d, int level) const {
+  const GraphBatch& b = *batch_;
+  if (level < 0) return {0, d == Domain::Vertex ? b.num_rows : b.num_edges};
+  if (d == Domain::Vertex) return {b.level_begin(level), b.level_end(level)};
+  return {b.edge_begin(level), b.edge_end(level)};
+}
+
+template <typename T>
+bool Executor<T>::all_zero_at(const std::vector<int>& nodes, int level) const {
+  for (int n : nodes)
+    if (!zero_at(n, level)) return false;
+  return true;
+}
+
+// Rows of the levels where some node of `nodes` is not known to be zero, as
+// one span (first such level .. last such level).
+template <typename T>
+typename Executor<T>::Range Executor<T>::active_rows(const std::vector<int>& nodes,
+                                                     Domain d) const {
+  int first = -1, last = -1;
+  for (int l = 0; l < batch_->num_levels; ++l)
+    if (!all_zero_at(nodes, l)) {
+      if (first < 0) first = l;
+      last = l;
+    }
+  if (first < 0) return {0, 0};
+  return {rows_of(d, first).begin, rows_of(d, last).end};
+}
+
+// zero_[l][n]: node n is all zeros on the rows of level l (no children there,
+// no input there), so GEMMs and gathers of that level can be skipped.
+template <typename T>
+void Executor<T>::compute_zero_levels() {
+  const GraphBatch& b = *batch_;
+  const auto& nodes = plan_.fn.nodes;
+  const int L = b.num_levels;
+  zero_.assign(static_cast<size_t>(L) * num_nodes_, 0);
+  pull_rows_per_level_.assign(L, 0);
+  for (int l = 0; l < L; ++l)
+    for (int r = b.level_begin(l); r < b.level_end(l); ++r) pull_rows_per_level_[l] += b.input[r] >= 0;
+  for (int l = 0; l < L; ++l) {
+    char* z = &zero_[static_cast<size_t>(l) * num_nodes_];
+    bool no_edges = b.edge_begin(l) == b.edge_end(l);
+    for (int i = 0; i < num_nodes_; ++i) {
+      const auto& nd = nodes[i];
+      auto in_zero = [&](int k) { return z[nd.in[k]] != 0; };
+      switch (nd.op) {
+        case Op::ParamRow: z[i] = 0; break;
+        case Op::Pull: z[i] = pull_rows_per_level_[l] == 0; break;
+        case Op::Gather: z[i] = b.level_max_children[l] <= nd.slot; break;
+        case Op::EdgeChild: case Op::EdgeParent: case Op::ReduceEdges: z[i] = no_edges; break;
+        case Op::Sigmoid: case Op::Tanh: z[i] = 0; break;
+        case Op::Relu: case Op::Slice: z[i] = in_zero(0); break;
+        case Op::Mul: z[i] = in_zero(0) || in_zero(1); break;
+        case Op::MatMul: case Op::Add: case Op::Sub: case Op::Concat: {
+          bool all = true;
+          for (size_t k = 0; k < nd.in.size(); ++k) all = all && in_zero(k);
+          z[i] = all;
+          break;
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+long Executor<T>::ld_of(int value) const {
+  return plan_.buffers[plan_.values[value].buf].width;
+}
+
+template <typename T>
+T* Executor<T>::value_ptr(int value, int row) const {
+  const auto& v = plan_.values[value];
+  return buf_[v.buf] + static_cast<long>(row) * plan_.buffers[v.buf].width + v.col;
+}
+
+template <typename T>
+T* Executor<T>::grad_ptr(int value, int row) const {
+  const auto& v = plan_.values[value];
+  return gbuf_[v.buf] + static_cast<long>(row) * plan_.buffers[v.buf].width + v.col;
+}
+
+template <typename T>
+const T* Executor<T>::weight(int param_index) const {
+  return params_.param(param_ids_[param_index]);
+}
+
+template <typename T>
+T* Executor<T>::weight_grad(int param_index) {
+  return params_.grad(param_ids_[param_index]);
+}
+
+template <typename T>
+void Executor<T>::gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, long lda,
+                       const T* b, long ldb, T beta, T* c, long ldc) {
+  Timer t(opts_.profile, &stats_.t_gemm);
+  ++stats_.gemm_calls;
+  stats_.gemm_flops += 2.0 * m * n * k;
+  be_.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <typename T>
+void Executor<T>::fill(int rows, int width, T* dst, long ld) {
+  if (rows <= 0) return;
+  Timer t(opts_.profile, &stats_.t_other);
+  ++stats_.fill_calls;
+  be_.fill_rows(rows, width, T(0), dst, ld);
+}
+
+template <typename T>
+void Executor<T>::forward(const GraphBatch& batch) {
+  batch_ = &batch;
+  check_inputs(batch);
+  if (batch.num_slots < plan_.fn.child_slots)
+    fail("vertex function {} gathers {} child slots but the batch was built with {} "
+         "(BatchOptions::num_slots)",
+         plan_.fn.name, plan_.fn.child_slots, batch.num_slots);
+  const int N = batch.num_rows, E = batch.num_edges, S = batch.num_slots;
+  // Buffers for this batch.
+  buf_.assign(plan_.buffers.size(), nullptr);
+  gbuf_.assign(plan_.buffers.size(), nullptr);
+  for (size_t i = 0; i < plan_.buffers.size(); ++i) {
+    const auto& pb = plan_.buffers[i];
+    size_t n = static_cast<size_t>(pb.domain == Domain::Vertex ? N : E) * pb.width;
+    buf_[i] = arena_.alloc(n);
+    if (opts_.training) gbuf_[i] = arena_.alloc(n);
+  }
+  param_row_grad_.assign(plan_.regions.size(), {});
+  if (opts_.training) {
+    for (size_t r = 0; r < plan_.regions.size(); ++r) {
+      const auto& reg = plan_.regions[r];
+      param_row_grad_[r].assign(reg.inputs.size(), nullptr);
+      for (size_t k = 0; k < reg.inputs.size(); ++k) {
+        const auto& nd = plan_.fn.nodes[reg.inputs[k]];
+        if (nd.op != Op::ParamRow) continue;
+        size_t rows = reg.domain == Domain::Vertex ? N : E;
+        param_row_grad_[r][k] = arena_.alloc(rows * nd.width);
+      }
+    }
+  }
+  // Child-slot index arrays, contiguous per slot.
+  slot_idx_.resize(plan_.fn.child_slots);
+  for (int k = 0; k < plan_.fn.child_slots; ++k) {
+    slot_idx_[k].resize(N);
+    for (int r = 0; r < N; ++r) slot_idx_[k][r] = batch.slot_child[static_cast<size_t>(r) * S + k];
+  }
+  edge_scale_.resize(E);
+  for (int r = 0; r < N; ++r) {
+    int deg = batch.child_ptr[r + 1] - batch.child_ptr[r];
+    for (int e = batch.child_ptr[r]; e < batch.child_ptr[r + 1]; ++e) edge_scale_[e] = T(1) / deg;
+  }
+  compute_zero_levels();
+  ++stats_.batches;
+  stats_.levels += batch.num_levels;
+
+  for (const Step& s : plan_.steps)
+    if (s.phase == Phase::Hoisted) forward_step(s, -1);
+  for (int l = 0; l < batch.num_levels; ++l)
+    for (const Step& s : plan_.steps)
+      if (s.phase == Phase::Level) forward_step(s, l);
+  for (const Step& s : plan_.steps)
+    if (s.phase == Phase::Output) forward_step(s, -1);
+
+  if (opts_.training) {
+    for (int v : plan_.zero_fill_values) {
+      const auto& pv = plan_.values[v];
+      int rows = plan_.buffers[pv.buf].domain == Domain::Vertex ? N : E;
+      fill(rows, pv.width, grad_ptr(v, 0), ld_of(v));
+    }
+  }
+  std::fill(push_set_.begin(), push_set_.end(), 0);
+  have_forward_ = true;
+}
+
+template <typename T>
+void Executor<T>::forward_step(const Step& s, int level) {
+  const GraphBatch& b = *batch_;
+  const auto& nd = plan_.fn.nodes[s.node];
+  Range rr = rows_of(s.domain, level);
+  const int n = rr.end - rr.begin;
+  if (n == 0) return;
+  switch (s.kind) {
+    case StepKind::Pull: {
+      const PullBinding& p = pulls_[pull_of_node_[s.node]];
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.gather_rows(n, nd.width, p.data, p.ld, b.input.data() + rr.begin, node_ptr(s.node, rr.begin),
+                      ld_of(plan_.node_value[s.node]));
+      break;
+    }
+    case StepKind::Gather: {
+      T* dst = node_ptr(s.node, rr.begin);
+      long ld = ld_of(plan_.node_value[s.node]);
+      if (zero_at(s.node, level)) {
+        fill(n, nd.width, dst, ld);
+        break;
+      }
+      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.gather_rows(n, nd.width, node_ptr(sv, 0), ld_of(plan_.node_value[sv]),
+                      slot_idx_[nd.slot].data() + rr.begin, dst, ld);
+      break;
+    }
+    case StepKind::EdgeChild: {
+      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.gather_rows(n, nd.width, node_ptr(sv, 0), ld_of(plan_.node_value[sv]),
+                      b.edge_child.data() + rr.begin, node_ptr(s.node, rr.begin),
+                      ld_of(plan_.node_value[s.node]));
+      break;
+    }
+    case StepKind::EdgeParent: {
+      int src = nd.in[0];
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.gather_rows(n, nd.width, node_ptr(src, 0), ld_of(plan_.node_value[src]),
+                      b.edge_parent.data() + rr.begin, node_ptr(s.node, rr.begin),
+                      ld_of(plan_.node_value[s.node]));
+      break;
+    }
+    case StepKind::ReduceEdges: {
+      int src = nd.in[0];
+      const int* ptr = b.child_ptr.data() + rr.begin;
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.segment_sum(n, nd.width, ptr, node_ptr(src, ptr[0]), ld_of(plan_.node_value[src]),
+                      node_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
+                      nd.reduce == vertex::Reduce::Mean, false);
+      break;
+    }
+    case StepKind::MatMul: {
+      const int out = nd.width;
+      const int K = plan_.fn.params[s.param].shape[1];
+      int mv = plan_.node_value[s.node];
+      long ldm = ld_of(mv);
+      long ldx = plan_.buffers[s.in_buf].width;
+      auto x_at = [&](int row) { return buf_[s.in_buf] + static_cast<long>(row) * ldx + s.in_col; };
+      const T* w = weight(s.param) + s.w_col;
+      if (level >= 0) {
+        if (all_zero_at(s.part_inputs, level)) {
+          ++stats_.zero_skipped;
+          if (s.first_part) fill(n, out, node_ptr(s.node, rr.begin), ldm);
+          break;
+        }
+        gemm(false, true, n, out, s.k, T(1), x_at(rr.begin), ldx, w, K, s.first_part ? T(0) : T(1),
+             node_ptr(s.node, rr.begin), ldm);
+      } else {
+        Range a = active_rows(s.part_inputs, s.domain);
+        if (s.first_part) {
+          fill(a.begin - rr.begin, out, node_ptr(s.node, rr.begin), ldm);
+          fill(rr.end - a.end, out, node_ptr(s.node, a.end), ldm);
+        }
+        if (a.end > a.begin)
+          gemm(false, true, a.end - a.begin, out, s.k, T(1), x_at(a.begin), ldx, w, K,
+               s.first_part ? T(0) : T(1), node_ptr(s.node, a.begin), ldm);
+      }
+      break;
+    }
+    case StepKind::Copy: {
+      long ldd = plan_.buffers[s.in_buf].width;
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.copy_rows(n, nd.width, node_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
+                    buf_[s.in_buf] + static_cast<long>(rr.begin) * ldd + s.in_col, ldd, false);
+      break;
+    }
+    case StepKind::Fused: {
+      const auto& reg = plan_.regions[s.region];
+      in_views_.resize(reg.inputs.size());
+      out_views_.resize(reg.outputs.size());
+      for (size_t k = 0; k < reg.inputs.size(); ++k) {
+        int j = reg.inputs[k];
+        const auto& jn = plan_.fn.nodes[j];
+        if (jn.op == Op::ParamRow) {
+          in_views_[k] = {params_.param(param_ids_[plan_.fn.find_param(jn.name)]), 0};
+        } else {
+          in_views_[k] = {node_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
+        }
+      }
+      for (size_t k = 0; k < reg.outputs.size(); ++k) {
+        int j = reg.outputs[k];
+        out_views_[k] = {node_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
+      }
+      Timer t(opts_.profile, &stats_.t_fused);
+      ++stats_.fused_calls;
+      be_.run_fused(reg.fwd, n, in_views_.data(), out_views_.data());
+      break;
+    }
+  }
+}
+
+template <typename T>
+ops::RowView<const T> Executor<T>::output(const std::string& name) const {
+  int o = plan_.fn.find_output(name);
+  if (o < 0) fail("vertex function {}: no output named '{}'", plan_.fn.name, name);
+  if (!have_forward_) fail("vertex function {}: output '{}' read before forward()", plan_.fn.name, name);
+  int v = plan_.node_value[plan_.fn.outputs[o].value];
+  return {value_ptr(v, 0), ld_of(v)};
+}
+
+template <typename T>
+int Executor<T>::output_width(const std::string& name) const {
+  int o = plan_.fn.find_output(name);
+  if (o < 0) fail("vertex function {}: no output named '{}'", plan_.fn.name, name);
+  return plan_.fn.nodes[plan_.fn.outputs[o].value].width;
+}
+
+template <typename T>
+ops::RowView<const T> Executor<T>::node_value(int node) const {
+  int v = plan_.node_value.at(node);
+  if (v < 0) fail("vertex function {}: node {} is not materialized", plan_.fn.name, node);
+  return {value_ptr(v, 0), ld_of(v)};
+}
+
+template <typename T>
+ops::RowView<const T> Executor<T>::node_grad(int node) const {
+  int v = plan_.node_value.at(node);
+  if (v < 0) fail("vertex function {}: node {} is not materialized", plan_.fn.name, node);
+  return {grad_ptr(v, 0), ld_of(v)};
+}
+
+template <typename T>
+void Executor<T>::set_push_grad(const std::string& name, const T* grad, long ld) {
+  int o = plan_.fn.find_output(name);
+  if (o < 0) fail("vertex function {}: no output named '{}'", plan_.fn.name, name);
+  if (!opts_.training || !have_forward_)
+    fail("vertex function {}: set_push_grad needs a training forward() first", plan_.fn.name);
+  int node = plan_.fn.outputs[o].value;
+  int v = plan_.node_value[node];
+  const auto& base = plan_.values[plan_.values[v].base];
+  bool assign = base.push_assign && plan_.values[v].base == v && !push_set_[o];
+  Timer t(opts_.profile, &stats_.t_other);
+  be_.copy_rows(batch_->num_rows, plan_.fn.nodes[node].width, grad, ld, grad_ptr(v, 0), ld_of(v),
+                !assign);
+  push_set_[o] = 1;
+}
+
+template <typename T>
+void Executor<T>::backward() {
+  if (!opts_.training) fail("vertex function {}: backward() on an inference executor", plan_.fn.name);
+  if (!have_forward_) fail("vertex function {}: backward() before forward()", plan_.fn.name);
+  have_forward_ = false;
+  const auto& fn = plan_.fn;
+  for (size_t o = 0; o < fn.outputs.size(); ++o) {
+    int v = plan_.node_value[fn.outputs[o].value];
+    if (!push_set_[o] && plan_.values[v].push_assign && plan_.values[v].base == v)
+      fill(batch_->num_rows, plan_.values[v].width, grad_ptr(v, 0), ld_of(v));
+  }
+  const auto& steps = plan_.steps;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
+    if (it->phase == Phase::Output) backward_step(*it, -1);
+  for (int l = batch_->num_levels - 1; l >= 0; --l)
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it)
+      if (it->phase == Phase::Level) backward_step(*it, l);
+  for (const Step& s : steps)
+    if (s.phase == Phase::Level) lazy_param_grads(s);
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
+    if (it->phase == Phase::Hoisted) {
+      backward_step(*it, -1);
+      lazy_param_grads(*it);
+    }
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
+    if (it->phase == Phase::Output) lazy_param_grads(*it);
+}
+
+template <typename T>
+void Executor<T>::backward_step(const Step& s, int level) {
+  const GraphBatch& b = *batch_;
+  const auto& nd = plan_.fn.nodes[s.node];
+  Range rr = rows_of(s.domain, level);
+  const int n = rr.end - rr.begin;
+  if (n == 0) return;
+  switch (s.kind) {
+    case StepKind::Pull: {
+      const PullBinding& p = pulls_[pull_of_node_[s.node]];
+      if (p.param < 0) break;
+      T* table_grad = params_.grad(p.param);
+      touched_.clear();
+      for (int r = rr.begin; r < rr.end; ++r)
+        if (b.input[r] >= 0) touched_.push_back(b.input[r]);
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
+                           ld_of(plan_.node_value[s.node]), b.input.data() + rr.begin, table_grad,
+                           p.ld);
+      params_.touch_rows(p.param, touched_.data(), static_cast<int>(touched_.size()));
+      break;
+    }
+    case StepKind::Gather: {
+      if (zero_at(s.node, level)) break;
+      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
+                           ld_of(plan_.node_value[s.node]), slot_idx_[nd.slot].data() + rr.begin,
+                           node_grad_ptr(sv, 0), ld_of(plan_.node_value[sv]));
+      break;
+    }
+    case StepKind::EdgeChild: {
+      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
+                           ld_of(plan_.node_value[s.node]), b.edge_child.data() + rr.begin,
+                           node_grad_ptr(sv, 0), ld_of(plan_.node_value[sv]));
+      break;
+    }
+    case StepKind::EdgeParent: {
+      // d(parent value) (+)= sum over the parent's edges of d(edge value).
+      int src = nd.in[0];
+      Range vr = rows_of(Domain::Vertex, level);
+      const int* ptr = b.child_ptr.data() + vr.begin;
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.segment_sum(vr.end - vr.begin, nd.width, ptr, node_grad_ptr(s.node, ptr[0]),
+                      ld_of(plan_.node_value[s.node]), node_grad_ptr(src, vr.begin),
+                      ld_of(plan_.node_value[src]), false, s.grad_accumulate);
+      break;
+    }
+    case StepKind::ReduceEdges: {
+      // d(edge value)[e] (+)= d(out)[parent(e)] (/ deg for a mean).
+      int src = nd.in[0];
+      Range er = rows_of(Domain::Edge, level);
+      int ne = er.end - er.begin;
+      if (ne == 0) break;
+      long lds = ld_of(plan_.node_value[src]);
+      T* dst = node_grad_ptr(src, er.begin);
+      T* tmp = dst;
+      long ldt = lds;
+      if (s.grad_accumulate) {
+        tmp = arena_.alloc(static_cast<size_t>(ne) * nd.width);
+        ldt = nd.width;
+      }
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.gather_rows(ne, nd.width, node_grad_ptr(s.node, 0), ld_of(plan_.node_value[s.node]),
+                      b.edge_parent.data() + er.begin, tmp, ldt);
+      if (nd.reduce == vertex::Reduce::Mean)
+        be_.scale_rows(ne, nd.width, edge_scale_.data() + er.begin, tmp, ldt);
+      if (s.grad_accumulate) be_.copy_rows(ne, nd.width, tmp, ldt, dst, lds, true);
+      break;
+    }
+    case StepKind::MatMul: {
+      const int out = nd.width;
+      const int K = plan_.fn.params[s.param].shape[1];
+      int mv = plan_.node_value[s.node];
+      long ldm = ld_of(mv);
+      long ldx = plan_.buffers[s.in_buf].width;
+      auto dx_at = [&](int row) { return gbuf_[s.in_buf] + static_cast<long>(row) * ldx + s.in_col; };
+      const T* w = weight(s.param) + s.w_col;
+      T beta = s.grad_accumulate ? T(1) : T(0);
+      Range a = rr;
+      if (level >= 0) {
+        if (all_zero_at(s.part_inputs, level)) {
+          if (!s.grad_accumulate) fill(n, s.k, dx_at(rr.begin), ldx);
+          break;
+        }
+      } else {
+        a = active_rows(s.part_inputs, s.domain);
+        if (!s.grad_accumulate) {
+          fill(a.begin - rr.begin, s.k, dx_at(rr.begin), ldx);
+          fill(rr.end - a.end, s.k, dx_at(a.end), ldx);
+        }
+      }
+      // dX = dM . W[:, part]      [rows, k] = [rows, out] . [out, k]
+      if (a.end > a.begin)
+        gemm(false, false, a.end - a.begin, s.k, out, T(1), grad_ptr(mv, a.begin), ldm, w, K, beta,
+             dx_at(a.begin), ldx);
+      break;
+    }
+    case StepKind::Copy: {
+      long lds = plan_.buffers[s.in_buf].width;
+      Timer t(opts_.profile, &stats_.t_gather);
+      ++stats_.gather_calls;
+      be_.copy_rows(n, nd.width, gbuf_[s.in_buf] + static_cast<long>(rr.begin) * lds + s.in_col, lds,
+                    node_grad_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
+                    s.grad_accumulate);
+      break;
+    }
+    case StepKind::Fused: {
+      const auto& reg = plan_.regions[s.region];
+      const size_t nin = reg.inputs.size();
+      in_views_.resize(nin + reg.outputs.size());
+      out_views_.resize(nin);
+      for (size_t k = 0; k < nin; ++k) {
+        int j = reg.inputs[k];
+        const auto& jn = plan_.fn.nodes[j];
+        if (jn.op == Op::ParamRow) {
+          in_views_[k] = {params_.param(param_ids_[plan_.fn.find_param(jn.name)]), 0};
+          out_views_[k] = {param_row_grad_[s.region][k] + static_cast<long>(rr.begin) * jn.width,
+                           jn.width};
+        } else {
+          in_views_[k] = {node_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
+          out_views_[k] = {node_grad_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
+        }
+      }
+      for (size_t k = 0; k < reg.outputs.size(); ++k) {
+        int j = reg.outputs[k];
+        in_views_[nin + k] = {node_grad_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
+      }
+      Timer t(opts_.profile, &stats_.t_fused);
+      ++stats_.fused_calls;
+      be_.run_fused(reg.bwd, n, in_views_.data(), out_views_.data());
+      break;
+    }
+  }
+}
+
+// Parameter gradients, once per batch over all rows (lazy batching):
+//   dW[:, part] += dM^T . X      [out, k] = [rows, out]^T . [rows, k]
+//   db += colsum(d(bias rows))
+template <typename T>
+void Executor<T>::lazy_param_grads(const Step& s) {
+  if (s.kind == StepKind::MatMul) {
+    const auto& nd = plan_.fn.nodes[s.node];
+    const int K = plan_.fn.params[s.param].shape[1];
+    int mv = plan_.node_value[s.node];
+    long ldx = plan_.buffers[s.in_buf].width;
+    Range a = active_rows(s.part_inputs, s.domain);
+    if (a.end > a.begin)
+      gemm(true, false, nd.width, s.k, a.end - a.begin, T(1), grad_ptr(mv, a.begin), ld_of(mv),
+           buf_[s.in_buf] + static_cast<long>(a.begin) * ldx + s.in_col, ldx, T(1),
+           weight_grad(s.param) + s.w_col, K);
+  } else if (s.kind == StepKind::Fused) {
+    const auto& reg = plan_.regions[s.region];
+    Range rr = rows_of(s.domain, -1);
+    for (size_t k = 0; k < reg.inputs.size(); ++k) {
+      const auto& jn = plan_.fn.nodes[reg.inputs[k]];
+      if (jn.op != Op::ParamRow || rr.end == 0) continue;
+      Timer t(opts_.profile, &stats_.t_other);
+      be_.colsum(rr.end, jn.width, param_row_grad_[s.region][k], jn.width,
+                 weight_grad(plan_.fn.find_param(jn.name)), true);
+    }
+  }
+}
+
+template class Executor<float>;
+template class Executor<double>;
+
+}  // namespace copse::scheduler

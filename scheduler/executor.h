@@ -1,0 +1,130 @@
+// Executor: runs a compiled ExecPlan over a GraphBatch, forward and backward.
+//
+// Forward: hoisted steps once over all rows, then the level steps for every
+// level (leaves first), then the output steps once. Backward: the reverse,
+// with parameter gradients of per-level GEMMs and biases computed once over
+// all rows after the level loop (lazy batching). Every buffer lives in the
+// caller's Arena, which the caller resets between batches.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "memory/arena.h"
+#include "memory/param_store.h"
+#include "ops/backend.h"
+#include "scheduler/graph_batch.h"
+#include "vertex/plan.h"
+
+namespace copse::scheduler {
+
+struct ExecOptions {
+  bool training = true;  // keep gradient buffers and allow backward()
+  bool profile = false;  // time each kind of step (adds a clock read per step)
+};
+
+struct ExecStats {
+  long batches = 0;
+  long levels = 0;
+  long gemm_calls = 0;
+  long fused_calls = 0;
+  long gather_calls = 0;   // gathers, scatters, segment sums, copies
+  long fill_calls = 0;
+  long zero_skipped = 0;   // GEMMs skipped because their inputs were all zero on a level
+  double gemm_flops = 0;
+  // Seconds per kind of work (with ExecOptions::profile).
+  double t_gemm = 0, t_fused = 0, t_gather = 0, t_other = 0;
+};
+
+template <typename T>
+class Executor {
+ public:
+  Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend, memory::ParamStore<T>& params,
+           memory::Arena<T>& arena, ExecOptions opts = {});
+
+  // Pull `name` reads rows of the parameter `table_param` ([rows, width]),
+  // indexed by each vertex's input id; its gradient updates touched rows.
+  void bind_pull(const std::string& name, const std::string& table_param);
+  // Pull `name` reads rows of caller-owned data (no gradient).
+  void bind_pull_data(const std::string& name, const T* table, long ld, int rows);
+
+  void forward(const GraphBatch& batch);
+  // Output `name` over all N rows of the batch (row-major, ld given).
+  ops::RowView<const T> output(const std::string& name) const;
+  int output_width(const std::string& name) const;
+  // Gradient of the loss with respect to output `name` ([N, width], ld).
+  // Outputs without one get a zero gradient.
+  void set_push_grad(const std::string& name, const T* grad, long ld);
+  void backward();
+
+  // Forward value / gradient of any materialized node (for tests and tools).
+  ops::RowView<const T> node_value(int node) const;
+  ops::RowView<const T> node_grad(int node) const;
+
+  const ExecStats& stats() const { return stats_; }
+  void reset_stats() { stats_ = ExecStats(); }
+  const vertex::ExecPlan& plan() const { return plan_; }
+
+ private:
+  struct PullBinding {
+    int param = -1;  // ParamStore id, or -1 for caller data
+    const T* data = nullptr;
+    long ld = 0;
+    int rows = 0;
+  };
+  struct Range {
+    int begin = 0, end = 0;  // rows
+  };
+
+  void check_inputs(const GraphBatch& b);
+  void compute_zero_levels();
+  Range rows_of(vertex::Domain d, int level) const;  // level -1: all rows
+  Range active_rows(const std::vector<int>& nodes, vertex::Domain d) const;
+  bool zero_at(int node, int level) const { return zero_[level * num_nodes_ + node] != 0; }
+  bool all_zero_at(const std::vector<int>& nodes, int level) const;
+
+  T* value_ptr(int value, int row) const;
+  T* grad_ptr(int value, int row) const;
+  long ld_of(int value) const;
+  T* node_ptr(int node, int row) const { return value_ptr(plan_.node_value[node], row); }
+  T* node_grad_ptr(int node, int row) const { return grad_ptr(plan_.node_value[node], row); }
+  const T* weight(int param_index) const;
+  T* weight_grad(int param_index);
+
+  void forward_step(const vertex::Step& s, int level);
+  void backward_step(const vertex::Step& s, int level);
+  void lazy_param_grads(const vertex::Step& s);
+  void gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, long lda, const T* b,
+            long ldb, T beta, T* c, long ldc);
+  void fill(int rows, int width, T* dst, long ld);
+
+  const vertex::ExecPlan& plan_;
+  ops::Backend<T>& be_;
+  memory::ParamStore<T>& params_;
+  memory::Arena<T>& arena_;
+  ExecOptions opts_;
+  ExecStats stats_;
+
+  int num_nodes_ = 0;
+  std::vector<int> param_ids_;         // per fn param: ParamStore id
+  std::vector<PullBinding> pulls_;     // per fn pull
+  std::vector<int> pull_of_node_;      // node -> pull index
+
+  // Per batch.
+  const GraphBatch* batch_ = nullptr;
+  std::vector<T*> buf_, gbuf_;             // per plan buffer
+  std::vector<std::vector<T*>> param_row_grad_;  // per region, per input: [rows, width] or null
+  std::vector<std::vector<int>> slot_idx_;      // per slot: [N] child row or -1
+  std::vector<T> edge_scale_;                  // [E] 1/deg(parent) for mean reductions
+  std::vector<char> zero_;                     // [L * nodes]
+  std::vector<int> pull_rows_per_level_;
+  std::vector<int> touched_;
+  std::vector<char> push_set_;
+  bool have_forward_ = false;
+
+  // Reused call arguments for fused programs.
+  std::vector<ops::RowView<const T>> in_views_;
+  std::vector<ops::RowView<T>> out_views_;
+};
+
+}  // namespace copse::scheduler

@@ -1,0 +1,99 @@
+// ExecPlan: a vertex function compiled once into forward and backward steps.
+//
+// Compilation (vertex/compile.cpp): classify nodes (hoisted: depend only on
+// pulls and parameters, run once over all rows before the level loop;
+// level: depend on children, run per level; output: feed only pushes, run
+// once after the loop), form maximal convex elementwise regions and give each
+// a FusedProgram and a derived backward FusedProgram, lay the inputs of every
+// GEMM side by side so one GEMM serves all of them, and decide for every
+// gradient buffer whether its contributions overwrite or accumulate.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ops/fused_program.h"
+#include "vertex/ir.h"
+
+namespace copse::vertex {
+
+enum class Phase { Hoisted = 0, Level = 1, Output = 2 };
+const char* phase_name(Phase p);
+
+// A buffer of rows (N vertex rows or E edge rows per batch) x width columns.
+struct PlanBuffer {
+  Domain domain = Domain::Vertex;
+  int width = 0;
+  std::string name;
+};
+
+// Where a node's value lives: columns [col, col+width) of a buffer. Gradients
+// live in a twin buffer with the same layout.
+struct PlanValue {
+  int node = -1;
+  int buf = -1;
+  int col = 0;
+  int width = 0;
+  int base = -1;            // the value that owns the memory (itself, or for a view its base)
+  bool grad_zero_fill = false;  // gradient zeroed before backward, all contributions add
+  bool push_assign = false;     // set_push_grad overwrites (it is the first contributor)
+};
+
+enum class StepKind { Pull, Gather, EdgeChild, EdgeParent, ReduceEdges, MatMul, Fused, Copy };
+const char* step_kind_name(StepKind k);
+
+struct Step {
+  StepKind kind = StepKind::Fused;
+  Phase phase = Phase::Level;
+  Domain domain = Domain::Vertex;
+  int node = -1;  // the node produced (MatMul: the matmul node; Copy: the source node)
+  // MatMul: one GEMM over the part's inputs, which sit side by side at
+  // columns [in_col, in_col+k) of buffer in_buf; uses W columns [w_col, w_col+k).
+  int param = -1;
+  int w_col = 0;
+  int k = 0;
+  int in_buf = -1;
+  int in_col = 0;
+  std::vector<int> part_inputs;
+  bool first_part = true;       // the first part writes M (beta 0), later parts add
+  bool grad_accumulate = false; // backward: d(inputs) += (else =)
+  // Fused
+  int region = -1;
+  // Copy: node's value copied into columns [in_col, ...) of in_buf.
+};
+
+struct Region {
+  Phase phase = Phase::Level;
+  Domain domain = Domain::Vertex;
+  std::vector<int> nodes;    // in topological order
+  std::vector<int> inputs;   // nodes read (values, views or ParamRows)
+  std::vector<int> outputs;  // region nodes that are materialized
+  ops::FusedProgram fwd;     // inputs: values of `inputs`; outputs: values of `outputs`
+  // bwd inputs: values of `inputs`, then gradients of `outputs`.
+  // bwd outputs: gradients of `inputs` (for a ParamRow: one row per row, summed later).
+  ops::FusedProgram bwd;
+  std::vector<bool> input_grad_accumulate;  // per input: bwd adds into the gradient
+};
+
+struct ExecPlan {
+  VertexFunction fn;
+  std::vector<Phase> node_phase;   // per node
+  std::vector<int> node_value;     // per node: index into values, -1 if not materialized
+  std::vector<int> node_region;    // per node: region, -1 if none
+  std::vector<PlanBuffer> buffers;
+  std::vector<PlanValue> values;
+  std::vector<Region> regions;
+  std::vector<Step> steps;         // forward order: all Hoisted, then Level, then Output
+  std::vector<int> zero_fill_values;  // values whose gradient is zeroed before backward
+
+  int num_gemm_steps(Phase p) const;
+  std::string to_string() const;
+};
+
+struct CompileOptions {
+  bool fuse = true;  // false: every elementwise node is its own region (for tests)
+};
+
+ExecPlan compile(const VertexFunction& fn, const CompileOptions& opts = {});
+
+}  // namespace copse::vertex
