@@ -1,0 +1,146 @@
+// ParamStore: all parameters, gradients and optimizer state of a model, each
+// in one flat buffer (zeroing is one fill, a multi-worker sync one collective).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "memory/optimizer.h"
+#include "ops/backend.h"
+
+namespace copse::memory {
+
+enum class Init {
+  Zeros,
+  Uniform,  // U[-scale, scale]
+  Normal,   // N(0, scale^2)
+  Xavier,   // U[-b, b], b = gain * sqrt(6 / (fan_in + fan_out)), gain = scale > 0 ? scale : 1;
+            // [out, in]: fan_in = in, fan_out = out; [n]: both n; [d0, ...]: fan_out = d0,
+            // fan_in = the product of the rest
+};
+
+struct ParamSpec {
+  std::string name;
+  std::vector<int> shape;  // empty = scalar
+  Init init = Init::Xavier;
+  float scale = 0.f;
+  bool sparse_rows = false;  // embedding table [rows, ...]: only touched rows get updates
+};
+
+template <typename T>
+class ParamStore;
+
+// Called by ParamStore::step() before clipping and the update, e.g. to
+// all-reduce gradients between workers: the dense gradients are
+// grads_flat()[0, dense_elements()), sparse ones the rows touched_rows(id).
+template <typename T>
+class GradSync {
+ public:
+  virtual ~GradSync() = default;
+  virtual void sync(ParamStore<T>& store) = 0;
+};
+
+// Layout: dense params first, then sparse_rows params (each group in add
+// order), every offset a multiple of 16 elements; padding stays zero.
+//
+// The optimizer update runs the host kernels of ops/optimizer_cpu.h on the
+// buffers, so for now step() needs a backend whose memory the host can
+// address (the CPU backend); allocation, fills, copies, grad_norm and
+// clipping go through the backend.
+template <typename T>
+class ParamStore {
+ public:
+  static constexpr std::size_t kAlignElements = 16;
+
+  explicit ParamStore(ops::Backend<T>& backend);
+  ~ParamStore();
+  ParamStore(const ParamStore&) = delete;
+  ParamStore& operator=(const ParamStore&) = delete;
+
+  int add(const ParamSpec& spec);           // before finalize; duplicate name throws; returns id
+  int find(const std::string& name) const;  // -1 if absent
+  int id(const std::string& name) const;    // throws, naming close and known names
+  void finalize();                          // allocates; params and grads start at zero
+  bool finalized() const { return finalized_; }
+
+  int size() const { return static_cast<int>(specs_.size()); }
+  const ParamSpec& spec(int id) const;
+  std::size_t numel(int id) const;
+  std::size_t offset(int id) const;  // elements from params_flat() (same for grads_flat())
+  int rows(int id) const;            // shape[0] (1 for a scalar)
+  int row_width(int id) const;       // numel / rows
+
+  T* param(int id);
+  const T* param(int id) const;
+  T* grad(int id);
+  const T* grad(int id) const;
+  T* params_flat() { return params_; }
+  T* grads_flat() { return grads_; }
+  std::size_t total_elements() const { return total_; }  // includes alignment padding
+  std::size_t dense_elements() const { return dense_; }  // dense params: [0, dense_elements())
+
+  // Deterministic from seed: each parameter draws from its own std::mt19937_64
+  // seeded by (seed, name), so adding a parameter does not change the others.
+  void init(std::uint64_t seed);
+
+  void set_optimizer(const OptimizerConfig& cfg);  // (re)allocates zeroed optimizer state
+  const OptimizerConfig& optimizer() const { return cfg_; }
+  void set_learning_rate(float lr);
+  void set_grad_sync(GradSync<T>* sync) { sync_ = sync; }  // not owned; nullptr = none
+
+  // Records rows of a sparse_rows param that received gradient this step
+  // (duplicates fine; out-of-range rows throw).
+  void touch_rows(int id, const int* rows, int n);
+  // The distinct rows touched since the last step() or zero_grads(), sorted.
+  const std::vector<int>& touched_rows(int id);
+
+  // Dense params: one fill over [0, dense_elements()); sparse params: only
+  // the rows touched since the last zero_grads().
+  void zero_grads();
+  // Global L2 norm over dense grads and touched rows of sparse params.
+  double grad_norm();
+  // GradSync (if set); clipping (if clip_norm > 0 and the norm exceeds it,
+  // grads are scaled in place by clip_norm / norm); the update of dense params
+  // and of touched rows of sparse params; clears the touched rows (they are
+  // still zeroed by the next zero_grads()); increments step_count().
+  void step();
+  long step_count() const { return step_count_; }
+
+  // Checkpoint copies; set_host checks the size.
+  std::vector<float> get_host(int id) const;
+  void set_host(int id, const std::vector<float>& values);
+
+ private:
+  struct SparseRows {
+    std::vector<int> touched;  // since the last step / zero_grads
+    bool unique = true;        // touched is sorted and distinct
+    std::vector<int> stale;    // touched before the last step, still to be zeroed
+  };
+
+  void check_id(int id, const char* where) const;
+  void check_finalized(const char* where) const;
+  void fill(T* dst, std::size_t n, T value);
+  void scale_grads(T s);
+  void release();
+
+  ops::Backend<T>& backend_;
+  std::vector<ParamSpec> specs_;
+  std::vector<std::size_t> numel_, offset_;
+  std::vector<SparseRows> sparse_;  // indexed by id; used for sparse_rows params
+  std::vector<int> sparse_ids_;
+  bool finalized_ = false;
+  std::size_t total_ = 0, dense_ = 0;
+  T* params_ = nullptr;  // [total_]
+  T* grads_ = nullptr;   // [total_]
+  T* state_ = nullptr;   // [state_slots_, total_]: SGD momentum v; Adagrad h; Adam m, v
+  int state_slots_ = 0;
+  bool has_optimizer_ = false;
+  OptimizerConfig cfg_;
+  long step_count_ = 0;
+  long optimizer_steps_ = 0;  // since set_optimizer: Adam's t
+  GradSync<T>* sync_ = nullptr;
+};
+
+}  // namespace copse::memory
