@@ -1,2 +1,55 @@
-// The copse command-line tool (train, eval).
-int main() { return 0; }
+// The copse command-line tool: `copse train`, `copse eval`.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "models/train.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"copse: batched training of dynamic neural networks (Tree-LSTM on SST)"};
+  app.require_subcommand(1);
+  copse::models::TrainOptions t;
+  auto* train = app.add_subcommand("train", "train a Tree-LSTM (SST if --data, else synthetic)");
+  train->add_option("--data", t.data_dir, "directory with train.txt, dev.txt, test.txt (PTB trees)");
+  train->add_option("--epochs", t.epochs, "epochs")->capture_default_str();
+  train->add_option("--batch", t.batch, "trees per minibatch")->capture_default_str();
+  train->add_option("--embed", t.embed, "word vector size")->capture_default_str();
+  train->add_option("--hidden", t.hidden, "Tree-LSTM state size")->capture_default_str();
+  train->add_option("--optimizer", t.optimizer, "adagrad | adam | sgd")->capture_default_str();
+  train->add_option("--lr", t.lr, "learning rate")->capture_default_str();
+  train->add_option("--l2", t.l2, "L2 regularisation")->capture_default_str();
+  train->add_option("--clip", t.clip, "global gradient-norm clip (0: off)")->capture_default_str();
+  train->add_option("--embeddings", t.embeddings, "GloVe text file (words + embed values a line)");
+  train->add_option("--threads", t.threads, "threads for the math")->capture_default_str();
+  train->add_option("--seed", t.seed, "random seed")->capture_default_str();
+  train->add_option("--out", t.out, "output directory")->capture_default_str();
+  train->add_flag("--quiet", t.quiet, "no per-epoch lines");
+  copse::models::EvalOptions e;
+  auto* eval = app.add_subcommand("eval", "root accuracy of a saved model on a PTB file");
+  eval->add_option("--model", e.model, "model.safetensors")->required();
+  eval->add_option("--data", e.data, "PTB file")->required();
+  eval->add_option("--threads", e.threads, "threads")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    int rc = app.exit(err);
+    return rc == 0 ? 0 : 2;
+  }
+  try {
+    if (*train) return copse::models::run_train(t);
+    if (*eval) return copse::models::run_eval(e);
+  } catch (const copse::Error& err) {
+    fmt::print(stderr, "copse: error: {}\n", err.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "copse: error: out of memory\n");
+    return 3;
+  } catch (const std::exception& err) {
+    fmt::print(stderr, "copse: internal error: {}\n", err.what());
+    return 70;
+  }
+  return 0;
+}

@@ -30,6 +30,10 @@ enum class EwOp : std::uint8_t {
   TanhGradAddTo,     // d += a * (1 - b * b)   (a = dy, b = y = tanh(x))
   ReluGradAddTo,     // d += b > 0 ? a : 0     (a = dy, b = y = relu(x))
   ScaleAddTo,        // d += imm * a
+  Neg,               // d = -a
+  SigmoidGrad,       // d = a * b * (1 - b)   (first contribution: no zero fill)
+  TanhGrad,          // d = a * (1 - b * b)
+  ReluGrad,          // d = b > 0 ? a : 0
 };
 
 const char* ew_op_name(EwOp op);

@@ -124,50 +124,89 @@ void build_region_programs(Region& region, const VertexFunction& fn, const ExecP
     b.code.push_back(c);
   }
   // Gradient registers mirror the forward registers: input gradients are the
-  // program's outputs, the others scratch.
+  // program's outputs, the others scratch. `written` tracks, per gradient
+  // column, whether it holds a value yet: the first contribution assigns
+  // (no zero fill), later ones add, and an adjoint whose incoming gradient was
+  // never written is skipped (its contribution is zero).
   std::vector<int> gmap(f.regs.size(), -1);
+  std::vector<std::vector<char>> written(f.regs.size());
   for (size_t r = 0; r < f.regs.size(); ++r) {
     const EwReg& fr = f.regs[r];
+    written[r].assign(fr.width, 0);
     if (fr.kind == RegKind::Input) {
       gmap[r] = add_reg(b, RegKind::Output, fr.width, fr.ext);
-      if (!region.input_grad_accumulate.at(fr.ext))
-        emit(b, EwOp::Zero, {gmap[r], 0}, {}, {}, fr.width);
+      if (region.input_grad_accumulate.at(fr.ext)) written[r].assign(fr.width, 1);
     } else {
       gmap[r] = add_reg(b, RegKind::Temp, fr.width, -1);
       if (fr.kind == RegKind::Output) {
         int dout = add_reg(b, RegKind::Input, fr.width, nin + fr.ext);
         emit(b, EwOp::Copy, {gmap[r], 0}, {dout, 0}, {}, fr.width);
-      } else {
-        emit(b, EwOp::Zero, {gmap[r], 0}, {}, {}, fr.width);
+        written[r].assign(fr.width, 1);
       }
     }
   }
   auto g = [&](EwArg a) { return EwArg{gmap[a.reg], a.col}; };
   auto v = [&](EwArg a) { return fwd_arg(a); };
+  // State of forward columns [a.col, a.col+w): 0 none written, 1 all, 2 some.
+  auto state = [&](EwArg a, int w) {
+    int n = 0;
+    for (int j = 0; j < w; ++j) n += written[a.reg][a.col + j];
+    return n == 0 ? 0 : n == w ? 1 : 2;
+  };
+  auto zero_unwritten = [&](EwArg a, int w) {
+    for (int j = 0; j < w;) {
+      if (written[a.reg][a.col + j]) {
+        ++j;
+        continue;
+      }
+      int k = j;
+      while (k < w && !written[a.reg][a.col + k]) ++k;
+      emit(b, EwOp::Zero, {gmap[a.reg], a.col + j}, {}, {}, k - j);
+      for (int q = j; q < k; ++q) written[a.reg][a.col + q] = 1;
+      j = k;
+    }
+  };
+  // Emits d(target) (+)= op(src...) choosing the assigning form when target is
+  // still unwritten. `acc` and `assign` are the two forms of the op.
+  auto contribute = [&](EwArg target, EwOp acc, EwOp assign, EwArg a, EwArg bb, int w) {
+    int st = state(target, w);
+    if (st == 2) zero_unwritten(target, w), st = 1;
+    emit(b, st == 0 ? assign : acc, g(target), a, bb, w);
+    for (int j = 0; j < w; ++j) written[target.reg][target.col + j] = 1;
+  };
   for (auto it = f.code.rbegin(); it != f.code.rend(); ++it) {
     const EwInstr& in = *it;
     const int w = in.width;
+    int st = state(in.d, w);
+    if (st == 0) continue;  // nothing flows back through this value
+    if (st == 2) zero_unwritten(in.d, w);
+    const EwArg gd = g(in.d);
     switch (in.op) {
-      case EwOp::Copy: emit(b, EwOp::AddTo, g(in.a), g(in.d), {}, w); break;
+      case EwOp::Copy: contribute(in.a, EwOp::AddTo, EwOp::Copy, gd, {}, w); break;
       case EwOp::Add:
-        emit(b, EwOp::AddTo, g(in.a), g(in.d), {}, w);
-        emit(b, EwOp::AddTo, g(in.b), g(in.d), {}, w);
+        contribute(in.a, EwOp::AddTo, EwOp::Copy, gd, {}, w);
+        contribute(in.b, EwOp::AddTo, EwOp::Copy, gd, {}, w);
         break;
       case EwOp::Sub:
-        emit(b, EwOp::AddTo, g(in.a), g(in.d), {}, w);
-        emit(b, EwOp::SubTo, g(in.b), g(in.d), {}, w);
+        contribute(in.a, EwOp::AddTo, EwOp::Copy, gd, {}, w);
+        contribute(in.b, EwOp::SubTo, EwOp::Neg, gd, {}, w);
         break;
       case EwOp::Mul:
-        emit(b, EwOp::MulAddTo, g(in.a), g(in.d), v(in.b), w);
-        emit(b, EwOp::MulAddTo, g(in.b), g(in.d), v(in.a), w);
+        contribute(in.a, EwOp::MulAddTo, EwOp::Mul, gd, v(in.b), w);
+        contribute(in.b, EwOp::MulAddTo, EwOp::Mul, gd, v(in.a), w);
         break;
-      case EwOp::Sigmoid: emit(b, EwOp::SigmoidGradAddTo, g(in.a), g(in.d), v(in.d), w); break;
-      case EwOp::Tanh: emit(b, EwOp::TanhGradAddTo, g(in.a), g(in.d), v(in.d), w); break;
-      case EwOp::Relu: emit(b, EwOp::ReluGradAddTo, g(in.a), g(in.d), v(in.d), w); break;
+      case EwOp::Sigmoid:
+        contribute(in.a, EwOp::SigmoidGradAddTo, EwOp::SigmoidGrad, gd, v(in.d), w);
+        break;
+      case EwOp::Tanh: contribute(in.a, EwOp::TanhGradAddTo, EwOp::TanhGrad, gd, v(in.d), w); break;
+      case EwOp::Relu: contribute(in.a, EwOp::ReluGradAddTo, EwOp::ReluGrad, gd, v(in.d), w); break;
       default:
         throw InternalError(fmt::format("{}: no adjoint for {}", b.name, ops::ew_op_name(in.op)));
     }
   }
+  // Input gradients nobody contributed to are zero.
+  for (size_t r = 0; r < f.regs.size(); ++r)
+    if (f.regs[r].kind == RegKind::Input) zero_unwritten({static_cast<int>(r), 0}, f.regs[r].width);
   b.finalize();
 }
 

@@ -1,0 +1,185 @@
+// bench_treelstm: Tree-LSTM training throughput on a PTB treebank, batched and
+// with batching off (one vertex at a time through the same runtime).
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "models/ptb_reader.h"
+#include "models/sentiment_model.h"
+#include "models/synthetic_treebank.h"
+#include "models/tree_lstm.h"
+#include "models/vocab.h"
+#include "ops/cpu_backend.h"
+
+using namespace copse;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+struct Result {
+  double trees_per_s = 0, seconds = 0;
+  long trees = 0, batches = 0;
+  size_t peak_bytes = 0;
+  scheduler::ExecStats stats;
+  double t_batching = 0, t_optimizer = 0, t_head_and_rest = 0;
+};
+
+Result run(const std::vector<models::LabeledTree>& trees, int vocab, int embed, int hidden,
+           int batch, int threads, const std::string& optimizer, double seconds, bool batching,
+           long max_trees) {
+  ops::CpuBackend<float> be(threads);
+  models::SentimentConfig cfg;
+  cfg.vocab = vocab;
+  cfg.embed = embed;
+  cfg.hidden = hidden;
+  cfg.profile = true;
+  models::SentimentModel<float> model(models::tree_lstm_cell(embed, hidden), cfg, be);
+  auto& ps = model.params();
+  ps.init(1);
+  memory::OptimizerConfig oc;
+  oc.kind = memory::parse_optimizer_kind(optimizer);
+  oc.lr = oc.kind == memory::OptimizerConfig::Adam ? 1e-3f : 0.05f;
+  ps.set_optimizer(oc);
+  scheduler::BatchOptions bo;
+  bo.one_vertex_per_level = !batching;
+  std::vector<int> order(trees.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(7);
+  std::shuffle(order.begin(), order.end(), rng);
+
+  Result r;
+  std::vector<const scheduler::Graph*> g;
+  size_t pos = 0;
+  auto step = [&](bool timed) {
+    g.clear();
+    for (int j = 0; j < batch; ++j) {
+      if (pos == order.size()) pos = 0;
+      g.push_back(&trees[order[pos++]].graph);
+    }
+    double t0 = now_s();
+    auto b = scheduler::make_batch(g, bo);
+    double t1 = now_s();
+    ps.zero_grads();
+    double loss = model.train_batch(b, 1.0f / batch);
+    if (!std::isfinite(loss)) fail("non-finite loss in the benchmark");
+    double t2 = now_s();
+    ps.step();
+    double t3 = now_s();
+    if (timed) {
+      r.t_batching += t1 - t0;
+      r.t_optimizer += (t3 - t2);
+      r.t_head_and_rest += (t2 - t1);
+    }
+  };
+  for (int i = 0; i < 3; ++i) step(false);  // warm-up: arena grows, JIT kernels built
+  model.train_executor().reset_stats();
+  double t0 = now_s();
+  while ((now_s() - t0 < seconds || r.batches < 3) && (max_trees <= 0 || r.trees < max_trees)) {
+    step(true);
+    r.trees += batch;
+    ++r.batches;
+  }
+  r.seconds = now_s() - t0;
+  r.trees_per_s = r.trees / r.seconds;
+  r.peak_bytes = model.arena().peak_bytes();
+  r.stats = model.train_executor().stats();
+  const auto& s = r.stats;
+  r.t_head_and_rest -= s.t_gemm + s.t_fused + s.t_gather + s.t_other;
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench_treelstm: Tree-LSTM training throughput (trees/s)"};
+  std::string data, optimizer = "adam";
+  int embed = 128, hidden = 128, batch = 64, threads = 1;
+  double seconds = 10;
+  bool no_unbatched = false;
+  app.add_option("--data", data, "PTB file (e.g. SST train.txt); default: synthetic treebank");
+  app.add_option("--embed", embed)->capture_default_str();
+  app.add_option("--hidden", hidden)->capture_default_str();
+  app.add_option("--batch", batch)->capture_default_str();
+  app.add_option("--threads", threads)->capture_default_str();
+  app.add_option("--seconds", seconds, "timed seconds per configuration")->capture_default_str();
+  app.add_option("--optimizer", optimizer)->capture_default_str();
+  app.add_flag("--no-unbatched", no_unbatched, "skip the batching-off run");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    std::vector<models::LabeledTree> trees =
+        data.empty() ? models::make_synthetic_treebank(4000, 1) : models::read_ptb_file(data);
+    models::Vocab vocab;
+    for (auto& t : trees)
+      for (const auto& w : t.token)
+        if (!w.empty()) vocab.add(w);
+    long vertices = 0;
+    for (auto& t : trees) {
+      vocab.assign_inputs(t);
+      vertices += t.num_vertices();
+    }
+    struct utsname u;
+    uname(&u);
+    fmt::print("bench_treelstm | data {} ({} trees, {} vertices) | embed {} hidden {} batch {} | {} "
+               "| threads {} | device cpu\nmachine: {} ({} cores), {} {}\n",
+               data.empty() ? "synthetic" : data, trees.size(), vertices, embed, hidden, batch,
+               optimizer, threads, cpu_model(), std::thread::hardware_concurrency(), u.sysname,
+               u.release);
+    Result b = run(trees, vocab.size(), embed, hidden, batch, threads, optimizer, seconds, true, 0);
+    Result ub;
+    if (!no_unbatched)
+      ub = run(trees, vocab.size(), embed, hidden, batch, threads, optimizer,
+               std::min(seconds, 5.0), false, 0);
+    auto row = [](const char* name, const Result& r) {
+      const auto& s = r.stats;
+      double per = r.batches ? 1e3 / r.batches : 0;
+      fmt::print("{:<10} {:>10.0f} {:>8.1f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} "
+                 "{:>7.1f} {:>7.1f} {:>10.1f} {:>9.1f}\n",
+                 name, r.trees_per_s, r.seconds, s.t_gemm * per, s.t_fused * per, s.t_gather * per,
+                 s.t_other * per, r.t_batching * per, r.t_optimizer * per + r.t_head_and_rest * per,
+                 double(s.gemm_calls) / r.batches, double(s.fused_calls) / r.batches,
+                 s.gemm_flops / std::max(1e-9, s.t_gemm) / 1e9, r.peak_bytes / 1048576.0);
+    };
+    fmt::print("\n{:<10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9}\n",
+               "mode", "trees/s", "secs", "gemm ms", "fused ms", "gathr ms", "fill ms", "sched ms",
+               "rest ms", "gemm/b", "fused/b", "gemm GF/s", "peak MiB");
+    fmt::print("{:<10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9}\n",
+               "", "", "", "/batch", "/batch", "/batch", "/batch", "/batch", "/batch", "", "", "", "");
+    row("batched", b);
+    if (!no_unbatched) row("unbatched", ub);
+    nlohmann::json j;
+    j["trees_per_s"] = b.trees_per_s;
+    j["peak_bytes"] = b.peak_bytes;
+    j["unbatched_trees_per_s"] = no_unbatched ? nlohmann::json(nullptr) : nlohmann::json(ub.trees_per_s);
+    j["speedup"] = no_unbatched ? nlohmann::json(nullptr) : nlohmann::json(b.trees_per_s / ub.trees_per_s);
+    j["config"] = {{"data", data.empty() ? "synthetic" : data}, {"embed", embed}, {"hidden", hidden},
+                   {"batch", batch}, {"threads", threads}, {"optimizer", optimizer},
+                   {"device", "cpu"}, {"seconds", seconds}};
+    fmt::print("\n{}\n", j.dump());
+  } catch (const Error& e) {
+    fmt::print(stderr, "bench_treelstm: error: {}\n", e.what());
+    return 2;
+  }
+  return 0;
+}

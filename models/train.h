@@ -1,0 +1,38 @@
+// The `copse train` and `copse eval` jobs: data, model, loop, metrics, checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace copse::models {
+
+struct TrainOptions {
+  std::string data_dir;    // holds train.txt, dev.txt, test.txt; empty: synthetic treebank
+  int epochs = 10;
+  int batch = 25;
+  int embed = 300;
+  int hidden = 150;
+  std::string optimizer = "adagrad";
+  float lr = 0.05f;
+  float l2 = 1e-4f;
+  float clip = 0.f;
+  std::string embeddings;  // GloVe text file, optional
+  int threads = 1;
+  std::uint64_t seed = 1;
+  std::string out = "runs/latest";
+  bool progress = true;
+  bool quiet = false;
+};
+
+// Returns the process exit status. Throws copse::Error for bad input.
+int run_train(const TrainOptions& opts);
+
+struct EvalOptions {
+  std::string model;  // model.safetensors written by train
+  std::string data;   // a PTB file
+  int threads = 1;
+};
+
+int run_eval(const EvalOptions& opts);
+
+}  // namespace copse::models
