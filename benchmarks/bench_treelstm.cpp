@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "common/error.h"
 #include "models/ptb_reader.h"
@@ -127,6 +128,7 @@ int main(int argc, char** argv) {
   app.add_option("--optimizer", optimizer)->capture_default_str();
   app.add_flag("--no-unbatched", no_unbatched, "skip the batching-off run");
   CLI11_PARSE(app, argc, argv);
+  omp_set_num_threads(threads);  // the process's thread budget, for every OpenMP loop
   try {
     std::vector<models::LabeledTree> trees =
         data.empty() ? models::make_synthetic_treebank(4000, 1) : models::read_ptb_file(data);

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "common/error.h"
 #include "common/progress.h"
@@ -116,6 +117,9 @@ int run_train(const TrainOptions& o) {
   oc.clip_norm = o.clip;
   oc.validate();
 
+  // --threads is the process's thread budget: the GEMMs, the fused kernels and
+  // the optimizer loops all use OpenMP.
+  omp_set_num_threads(o.threads);
   double t_start = now_s();
   Dataset data = load_data(o);
   if (data.train.empty()) fail("{}: no training trees", data.source);
@@ -154,6 +158,7 @@ int run_train(const TrainOptions& o) {
     fmt::print("tree_lstm embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} thread(s) | "
                "seed {}\n",
                o.embed, o.hidden, o.optimizer, o.lr, o.l2, o.batch, o.epochs, o.threads, o.seed);
+    std::fflush(stdout);
   }
   // Nothing is written before the data and the model are known good.
   fs::create_directories(o.out);
@@ -222,6 +227,7 @@ int run_train(const TrainOptions& o) {
                  epoch, m["train_loss"].get<double>(), m["train_trees_per_s"].get<double>(),
                  dev.fine(), dev.binary(), test.fine(), test.binary(),
                  best_epoch == epoch ? "  *" : "");
+    std::fflush(stdout);
   }
   if (!o.quiet && best_epoch > 0)
     fmt::print("best dev fine {:.3f} at epoch {}; model: {}; metrics: {}\n", best_dev, best_epoch,

@@ -42,7 +42,7 @@ class Backend {
   // to ptr[0]). mean divides by the count (0 children gives 0).
   virtual void segment_sum(int n, int width, const int* ptr, const T* src, long ld_src, T* dst,
                            long ld_dst, bool mean, bool accumulate) = 0;
-  // dst[i, :] (+)= scale * src[i, :] for a [rows, width] block.
+  // dst[i, :] (+)= src[i, :] for a [rows, width] block (ld_src 0 broadcasts one row).
   virtual void copy_rows(int rows, int width, const T* src, long ld_src, T* dst, long ld_dst,
                          bool accumulate) = 0;
   // dst[0:rows, 0:width] = value.

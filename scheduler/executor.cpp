@@ -472,7 +472,8 @@ void Executor<T>::backward_step(const Step& s, int level) {
   const auto& nd = plan_.fn.nodes[s.node];
   Range rr = rows_of(s.domain, level);
   const int n = rr.end - rr.begin;
-  if (n == 0) return;
+  // EdgeParent writes the vertex rows (zeros where a level has no edges).
+  if (n == 0 && s.kind != StepKind::EdgeParent) return;
   switch (s.kind) {
     case StepKind::Pull: {
       const PullBinding& p = pulls_[pull_of_node_[s.node]];
