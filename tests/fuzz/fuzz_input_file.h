@@ -1,0 +1,61 @@
+// Shared by the libFuzzer targets: the fuzz input as a file the readers can
+// open, and the rule that copse::Error is an expected outcome.
+#pragma once
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "common/error.h"
+
+namespace copse::fuzz {
+
+// One in-memory file (memfd) per process, rewritten for every input and
+// opened by the readers through /proc/self/fd/N: no disk traffic, nothing left
+// behind. Returns its path.
+inline const std::string& write_input_file(const uint8_t* data, size_t size) {
+  static const int fd = [] {
+    const int f = ::memfd_create("copse_fuzz", MFD_CLOEXEC);
+    if (f < 0) {
+      std::perror("memfd_create");
+      std::abort();
+    }
+    return f;
+  }();
+  static const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  if (::ftruncate(fd, 0) != 0) std::abort();
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pwrite(fd, data + done, size - done, static_cast<off_t>(done));
+    if (n <= 0) std::abort();
+    done += static_cast<size_t>(n);
+  }
+  return path;
+}
+
+// Runs fn(); a copse::Error is the reader rejecting bad input, as it should.
+// Anything else escapes: libFuzzer reports an uncaught exception as a crash.
+template <typename Fn>
+void expect_ok_or_error(Fn&& fn) {
+  try {
+    fn();
+  } catch (const copse::Error&) {
+  }
+}
+
+// A violated property of a successful read: a bug, reported as a crash.
+#define COPSE_FUZZ_CHECK(cond)                                                   \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
+      std::fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, \
+                   #cond);                                                       \
+      std::abort();                                                              \
+    }                                                                            \
+  } while (0)
+
+}  // namespace copse::fuzz

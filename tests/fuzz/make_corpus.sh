@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Writes the seed corpus of the fuzz targets into tests/fuzz/corpus/<target>/:
+# a few small valid inputs and a few near misses each. The files are checked
+# in; run this again after changing it.
+set -euo pipefail
+dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/corpus"
+rm -rf "$dir"
+mkdir -p "$dir"/{fuzz_ptb,fuzz_glove,fuzz_safetensors,fuzz_vocab}
+
+# --- PTB bracket trees -------------------------------------------------------
+c="$dir/fuzz_ptb"
+printf '(3 (2 (2 The) (2 Rock)) (4 (3 (2 is) (4 great)) (2 .)))\n' > "$c/sst_line"
+printf '(1 word)\n(0 (1 a) (2 b) (3 c))\r\n(4 (4 (4 (4 deep))))' > "$c/three_lines_crlf"
+printf '(2 (2 caf\xc3\xa9)\t(3 na\xc3\xafve))\n' > "$c/utf8_tabs"
+printf '(3 (2 a) (2 b)\n' > "$c/missing_paren"
+printf '(7 a)\n' > "$c/bad_label"
+printf '(1 a)\n\n(2 b)\n' > "$c/empty_line"
+printf '(2 a) b)\n' > "$c/trailing_text"
+printf '()\n' > "$c/empty_node"
+
+# --- GloVe text vectors (dimension 3; the fuzzer's vocab: the cat , a été) --
+c="$dir/fuzz_glove"
+printf 'the 0.1 0.2 0.3\ncat -1 2.5e-3 4\n, 0 0 0\n' > "$c/three_words"
+printf 'unknown 1 2 3\r\na\t1\t2\t3\r\nthe 1 2 3' > "$c/crlf_tabs_no_newline"
+printf '\xc3\xa9t\xc3\xa9 1e38 -1e-38 nan\n' > "$c/utf8_word"
+printf 'the 1 2\n' > "$c/too_few"
+printf 'the 1 2 3 4\n' > "$c/too_many"
+printf 'cat 1 x 3\n' > "$c/not_a_number"
+printf 'the 1 2 3\n\na 1 2 3\n' > "$c/empty_line"
+printf 'the 1 2 3\nthe 4 5 6\n' > "$c/repeated_word"
+
+# --- safetensors -------------------------------------------------------------
+c="$dir/fuzz_safetensors"
+# safetensors FILE HEADER DATA: 8-byte little-endian length, the header padded
+# with spaces to a multiple of 8, then DATA (printf escapes).
+safetensors() {
+  local header="$2"
+  while (((${#header} % 8) != 0)); do header+=" "; done
+  local n=${#header} le="" i
+  for ((i = 0; i < 8; i++)); do le+=$(printf '\\x%02x' $(((n >> (8 * i)) & 255))); done
+  { printf "$le"; printf '%s' "$header"; printf "$3"; } > "$c/$1"
+}
+one='\x00\x00\x80\x3f'
+safetensors two_tensors \
+  '{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}}' \
+  "$one$one$one$one$one$one"
+safetensors scalar_and_metadata \
+  '{"__metadata__":{"vocab":"a b c","embed":"4"},"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}' "$one"
+safetensors empty_tensor '{"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}}' ''
+safetensors no_tensors '{}' ''
+safetensors wrong_dtype '{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}' "$one"
+safetensors overlapping \
+  '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}' \
+  "$one$one"
+safetensors past_the_end '{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}' "$one"
+safetensors not_json '{"w": [1, 2' ''
+printf '\xff\xff\xff\xff\xff\xff\xff\x7f{}' > "$c/huge_header_length"
+printf '\x08\x00\x00' > "$c/truncated_length"
+
+# --- vocabulary files ----------------------------------------------------------
+c="$dir/fuzz_vocab"
+printf '<unk>\nthe\ncat\n,\n' > "$c/four_words"
+printf '<unk>\r\ncaf\xc3\xa9\r\nword' > "$c/crlf_utf8_no_newline"
+printf '<unk>\n' > "$c/unk_only"
+printf 'the\n<unk>\n' > "$c/unk_not_first"
+printf '<unk>\nthe\nthe\n' > "$c/duplicate"
+printf '<unk>\n\nthe\n' > "$c/empty_line"
+printf '' > "$c/empty_file"
