@@ -10,7 +10,15 @@ namespace copse::models {
 
 template <typename T>
 void add_plan_params(const vertex::ExecPlan& plan, memory::ParamStore<T>& store) {
-  for (const auto& p : plan.fn.params) {
+  // Weights of a merged GEMM go in consecutively, so one GEMM reads them all.
+  std::vector<int> order;
+  std::vector<char> done(plan.fn.params.size(), 0);
+  for (const auto& g : plan.param_groups)
+    for (int p : g) order.push_back(p), done[p] = 1;
+  for (size_t p = 0; p < plan.fn.params.size(); ++p)
+    if (!done[p]) order.push_back(static_cast<int>(p));
+  for (int i : order) {
+    const auto& p = plan.fn.params[i];
     memory::ParamSpec s;
     s.name = p.name;
     s.shape = p.shape;

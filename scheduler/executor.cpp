@@ -187,6 +187,33 @@ const T* Executor<T>::weight(int param_index) const {
 }
 
 template <typename T>
+bool Executor<T>::weights_adjacent(const Step& s) const {
+  const int K = plan_.fn.params[s.param].shape[1];
+  const T* next = weight(s.mm_params[0]);
+  for (size_t i = 0; i < s.mm_params.size(); ++i) {
+    if (weight(s.mm_params[i]) != next) return false;
+    next += static_cast<long>(plan_.fn.params[s.mm_params[i]].shape[0]) * K;
+  }
+  return true;
+}
+
+template <typename T>
+const T* Executor<T>::step_weight(const Step& s) {
+  if (s.mm_params.size() <= 1 || weights_adjacent(s)) return weight(s.param);
+  T*& packed = packed_w_[&s - plan_.steps.data()];
+  if (packed) return packed;
+  const int K = plan_.fn.params[s.param].shape[1];
+  packed = arena_.alloc(static_cast<size_t>(s.out_width) * K);
+  int row = 0;
+  for (int p : s.mm_params) {
+    int out = plan_.fn.params[p].shape[0];
+    be_.copy_rows(out, K, weight(p), K, packed + static_cast<long>(row) * K, K, false);
+    row += out;
+  }
+  return packed;
+}
+
+template <typename T>
 T* Executor<T>::weight_grad(int param_index) {
   return params_.grad(param_ids_[param_index]);
 }
@@ -251,6 +278,7 @@ void Executor<T>::forward(const GraphBatch& batch) {
     for (int e = batch.child_ptr[r]; e < batch.child_ptr[r + 1]; ++e) edge_scale_[e] = T(1) / deg;
   }
   compute_zero_levels();
+  packed_w_.assign(plan_.steps.size(), nullptr);
   ++stats_.batches;
   stats_.levels += batch.num_levels;
 
@@ -332,13 +360,13 @@ void Executor<T>::forward_step(const Step& s, int level) {
       break;
     }
     case StepKind::MatMul: {
-      const int out = nd.width;
+      const int out = s.out_width;
       const int K = plan_.fn.params[s.param].shape[1];
       int mv = plan_.node_value[s.node];
       long ldm = ld_of(mv);
       long ldx = plan_.buffers[s.in_buf].width;
       auto x_at = [&](int row) { return buf_[s.in_buf] + static_cast<long>(row) * ldx + s.in_col; };
-      const T* w = weight(s.param) + s.w_col;
+      const T* w = step_weight(s) + s.w_col;
       if (level >= 0) {
         if (all_zero_at(s.part_inputs, level)) {
           ++stats_.zero_skipped;
@@ -545,13 +573,13 @@ void Executor<T>::backward_step(const Step& s, int level) {
       break;
     }
     case StepKind::MatMul: {
-      const int out = nd.width;
+      const int out = s.out_width;
       const int K = plan_.fn.params[s.param].shape[1];
       int mv = plan_.node_value[s.node];
       long ldm = ld_of(mv);
       long ldx = plan_.buffers[s.in_buf].width;
       auto dx_at = [&](int row) { return gbuf_[s.in_buf] + static_cast<long>(row) * ldx + s.in_col; };
-      const T* w = weight(s.param) + s.w_col;
+      const T* w = step_weight(s) + s.w_col;
       T beta = s.grad_accumulate ? T(1) : T(0);
       Range a = rr;
       if (level >= 0) {
@@ -616,15 +644,26 @@ void Executor<T>::backward_step(const Step& s, int level) {
 template <typename T>
 void Executor<T>::lazy_param_grads(const Step& s) {
   if (s.kind == StepKind::MatMul) {
-    const auto& nd = plan_.fn.nodes[s.node];
     const int K = plan_.fn.params[s.param].shape[1];
     int mv = plan_.node_value[s.node];
     long ldx = plan_.buffers[s.in_buf].width;
     Range a = active_rows(s.part_inputs, s.domain);
-    if (a.end > a.begin)
-      gemm(true, false, nd.width, s.k, a.end - a.begin, T(1), grad_ptr(mv, a.begin), ld_of(mv),
-           buf_[s.in_buf] + static_cast<long>(a.begin) * ldx + s.in_col, ldx, T(1),
-           weight_grad(s.param) + s.w_col, K);
+    if (a.end <= a.begin) return;
+    const bool direct = s.mm_params.size() <= 1 || weights_adjacent(s);
+    T* dw = weight_grad(s.param);
+    if (!direct) dw = arena_.alloc(static_cast<size_t>(s.out_width) * K);
+    gemm(true, false, s.out_width, s.k, a.end - a.begin, T(1), grad_ptr(mv, a.begin), ld_of(mv),
+         buf_[s.in_buf] + static_cast<long>(a.begin) * ldx + s.in_col, ldx, direct ? T(1) : T(0),
+         dw + s.w_col, K);
+    if (!direct) {
+      int row = 0;
+      for (int p : s.mm_params) {
+        int out = plan_.fn.params[p].shape[0];
+        be_.copy_rows(out, s.k, dw + static_cast<long>(row) * K + s.w_col, K,
+                      weight_grad(p) + s.w_col, K, true);
+        row += out;
+      }
+    }
   } else if (s.kind == StepKind::Fused) {
     const auto& reg = plan_.regions[s.region];
     Range rr = rows_of(s.domain, -1);

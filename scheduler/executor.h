@@ -89,6 +89,10 @@ class Executor {
   T* node_ptr(int node, int row) const { return value_ptr(plan_.node_value[node], row); }
   T* node_grad_ptr(int node, int row) const { return grad_ptr(plan_.node_value[node], row); }
   const T* weight(int param_index) const;
+  // The stacked weight [sum of outs, K] of a (possibly merged) GEMM step:
+  // the parameters themselves when they are adjacent, else a packed copy.
+  const T* step_weight(const vertex::Step& s);
+  bool weights_adjacent(const vertex::Step& s) const;
   T* weight_grad(int param_index);
 
   void forward_step(const vertex::Step& s, int level);
@@ -120,6 +124,7 @@ class Executor {
   std::vector<int> pull_rows_per_level_;
   std::vector<int> touched_;
   std::vector<char> push_set_;
+  std::vector<T*> packed_w_;                   // per step: packed merged weights, this batch
   bool have_forward_ = false;
 
   // Reused call arguments for fused programs.

@@ -228,6 +228,43 @@ Model rnn_model(int E, int H, int V) {
   return m;
 }
 
+// A binary Tree-GRU-like cell whose three gates are separate linears over the
+// same inputs [x; h_l; h_r]: the compiler merges them into one GEMM (per part).
+//   z, r0, r1 = sig(Wz [x;hl;hr] + bz), sig(Wr0 ...), sig(Wr1 ...)
+//   a = tanh(Wc [x; r0*hl; r1*hr] + bc) ; h = a + z * ((hl + hr) - a)
+Model merged_gates_model(int E, int H, int V) {
+  Model m;
+  m.name = "merged_gates";
+  vertex::VertexBuilder b("merged_gates", /*child_slots=*/2);
+  b.state("h", H);
+  auto xv = b.pull("x", E);
+  auto hlv = b.gather(0, "h"), hrv = b.gather(1, "h");
+  auto zv = sigmoid(b.linear({xv, hlv, hrv}, H, "Wz"));
+  auto r0v = sigmoid(b.linear({xv, hlv, hrv}, H, "Wr0"));
+  auto r1v = sigmoid(b.linear({xv, hlv, hrv}, H, "Wr1"));
+  auto av = tanh(b.linear({xv, r0v * hlv, r1v * hrv}, H, "Wc"));
+  auto hv = av + zv * ((hlv + hrv) - av);
+  b.scatter("h", hv);
+  b.push("h", hv);
+  m.fn = b.build();
+  m.pull = "x";
+  m.vocab = V;
+  m.embed = E;
+  m.outputs = {"h"};
+  m.reference = [E, H](Tape& t, RefParams& P, const Graph& g, int v, std::vector<RefVertex>& vs) {
+    int x = input_row(t, P, g, v, E);
+    int hl = child_state(t, g, v, 0, vs, "h", H), hr = child_state(t, g, v, 1, vs, "h", H);
+    int z = t.sigmoid(t.linear(P.at("Wz"), &P.at("Wz.b"), {x, hl, hr}));
+    int r0 = t.sigmoid(t.linear(P.at("Wr0"), &P.at("Wr0.b"), {x, hl, hr}));
+    int r1 = t.sigmoid(t.linear(P.at("Wr1"), &P.at("Wr1.b"), {x, hl, hr}));
+    int a = t.tanh(t.linear(P.at("Wc"), &P.at("Wc.b"), {x, t.mul(r0, hl), t.mul(r1, hr)}));
+    int h = t.add(a, t.mul(z, t.sub(t.add(hl, hr), a)));
+    vs[v].state = {{"h", h}};
+    vs[v].out = {{"h", h}};
+  };
+  return m;
+}
+
 // ---------------------------------------------------------------------------
 // Running both sides.
 
@@ -580,6 +617,33 @@ TEST(ReferenceEquivalence, DetectsAWrongReference) {
   EXPECT_FALSE(cf.ok);
   EXPECT_FALSE(cd.ok);
   EXPECT_GT(cd.worst, 1e-3);
+}
+
+
+// Three gate linears over the same inputs become one GEMM per part (hoisted x,
+// per-level [h_l; h_r]); equal to the reference whether the stacked weights
+// are adjacent in the store (H = 5: 5 x 16 floats, no alignment padding) or
+// must be packed per batch (H = 3: 3 x 12 floats, padded apart).
+TEST(ReferenceEquivalence, MergedGemmsOverSharedInputs) {
+  for (int H : {5, 3}) {
+    Model m = merged_gates_model(6, H, kVocab);
+    vertex::ExecPlan plan = vertex::compile(m.fn);
+    int merged = 0, gemms = 0;
+    for (const auto& st : plan.steps) {
+      if (st.kind != vertex::StepKind::MatMul) continue;
+      ++gemms;
+      if (st.mm_nodes.size() == 3) ++merged;
+    }
+    EXPECT_EQ(merged, 2) << plan.to_string();  // the hoisted part and the level part
+    EXPECT_EQ(gemms, 4) << plan.to_string();   // + Wc's two parts
+    vertex::CompileOptions no_merge;
+    no_merge.merge_gemms = false;
+    int unmerged_gemms = 0;
+    for (const auto& st : vertex::compile(m.fn, no_merge).steps)
+      unmerged_gemms += st.kind == vertex::StepKind::MatMul;
+    EXPECT_EQ(unmerged_gemms, 8);
+    check_model(m, binary_trees(31 + H, true), 300 + H);
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <map>
 #include <queue>
+#include <tuple>
 #include <set>
 
 #include <fmt/format.h>
@@ -191,9 +192,43 @@ class Compiler {
   // then gives every other materialized value a buffer of its own.
   void place_values() {
     p_.node_value.assign(n_, -1);
+    // Linears over the same inputs in the same phase and domain: one GEMM.
+    std::map<std::tuple<std::vector<int>, int, int>, std::vector<int>> groups;
+    std::vector<int> group_leader(n_, -1);
     for (int m = 0; m < n_; ++m) {
       const Node& nd = node(m);
       if (nd.op != Op::MatMul) continue;
+      auto& g = groups[{nd.in, static_cast<int>(p_.node_phase[m]), static_cast<int>(nd.domain)}];
+      if (!opts_.merge_gemms && !g.empty()) {
+        group_leader[m] = m;
+        continue;
+      }
+      g.push_back(m);
+      group_leader[m] = g.front();
+    }
+    std::map<int, std::vector<int>> members;  // leader -> group
+    for (const auto& [key, g] : groups) members[g.front()] = g;
+    for (int m = 0; m < n_; ++m)
+      if (group_leader[m] == m && !members.count(m)) members[m] = {m};
+    for (int m = 0; m < n_; ++m) {
+      const Node& nd = node(m);
+      if (nd.op != Op::MatMul || group_leader[m] != m) continue;
+      const std::vector<int>& group = members.at(m);
+      std::vector<int> group_params;
+      int out_width = 0;
+      for (int g : group) {
+        group_params.push_back(fn_.find_param(node(g).name));
+        out_width += node(g).width;
+      }
+      if (group.size() > 1) {
+        int buf = new_buffer(nd.domain, out_width, fmt::format("{}.merged", nd.name));
+        int col = 0;
+        for (int g : group) {
+          place(g, buf, col);
+          col += node(g).width;
+        }
+        p_.param_groups.push_back(group_params);
+      }
       // Runs of inputs executed in the same phase form the parts of the GEMM.
       std::vector<std::vector<int>> runs;
       std::vector<Phase> run_phase;
@@ -218,6 +253,9 @@ class Compiler {
         s.domain = nd.domain;
         s.node = m;
         s.param = fn_.find_param(nd.name);
+        s.mm_nodes = group;
+        s.mm_params = group_params;
+        s.out_width = out_width;
         s.w_col = w_col;
         s.part_inputs = runs[r];
         for (int j : runs[r]) s.k += node(j).width;
@@ -305,7 +343,7 @@ class Compiler {
       items.push_back(s);
     }
     for (const auto& s : matmul_parts_) {
-      producers.emplace(s.node, static_cast<int>(items.size()));
+      for (int g : s.mm_nodes) producers.emplace(g, static_cast<int>(items.size()));
       items.push_back(s);
     }
     for (size_t r = 0; r < p_.regions.size(); ++r) {
@@ -509,6 +547,7 @@ std::string ExecPlan::to_string() const {
     }
     if (st.kind == StepKind::MatMul) {
       s += fmt::format(" k={} in_buf={} w_col={}", st.k, st.in_buf, st.w_col);
+      if (st.mm_nodes.size() > 1) s += fmt::format(" merged with {} others", st.mm_nodes.size() - 1);
       for (int j : st.part_inputs) s += fmt::format(" %{}", j);
     }
     s += "\n";

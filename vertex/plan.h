@@ -55,6 +55,12 @@ struct Step {
   int in_buf = -1;
   int in_col = 0;
   std::vector<int> part_inputs;
+  // GEMM merging: linears over the same inputs share one GEMM. Their outputs
+  // sit side by side in one buffer and their weights are stacked by rows
+  // ([sum of outs, K]); mm_nodes[0] == node. out_width = sum of their widths.
+  std::vector<int> mm_nodes;
+  std::vector<int> mm_params;
+  int out_width = 0;
   bool first_part = true;       // the first part writes M (beta 0), later parts add
   bool grad_accumulate = false; // backward: d(inputs) += (else =)
   // Fused
@@ -85,6 +91,9 @@ struct ExecPlan {
   std::vector<Region> regions;
   std::vector<Step> steps;         // forward order: all Hoisted, then Level, then Output
   std::vector<int> zero_fill_values;  // values whose gradient is zeroed before backward
+  // Weights of merged GEMMs, each group to be stored consecutively (see
+  // Step::mm_params); add_plan_params follows this order.
+  std::vector<std::vector<int>> param_groups;
 
   int num_gemm_steps(Phase p) const;
   std::string to_string() const;
@@ -92,6 +101,7 @@ struct ExecPlan {
 
 struct CompileOptions {
   bool fuse = true;  // false: every elementwise node is its own region (for tests)
+  bool merge_gemms = true;  // false: one GEMM per linear even when inputs are shared
 };
 
 ExecPlan compile(const VertexFunction& fn, const CompileOptions& opts = {});
