@@ -1,0 +1,43 @@
+// A deterministic generator of arithmetic-expression DAGs with shared
+// subexpressions: leaves are digits, internal vertices + - * (mod 10) over
+// two earlier vertices, so subexpressions are reused by several parents.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "models/graph_json.h"
+#include "scheduler/graph.h"
+
+namespace copse::models {
+
+// Symbols: 0..9 the leaf digits, then the operators.
+enum ExprSymbol : int { kSymPlus = 10, kSymMinus = 11, kSymTimes = 12, kNumExprSymbols = 13 };
+
+struct ExprDagOptions {
+  int min_leaves = 2, max_leaves = 6;  // distinct digit leaves per DAG
+  int min_ops = 2, max_ops = 12;       // operator vertices per DAG
+  double p_recent = 0.6;  // an operand is one of the 3 newest vertices with this probability
+  int num_classes = 5;    // label = value mod num_classes
+};
+
+// graph.input[v] = symbol[v] (an embedding id in [0, kNumExprSymbols)),
+// graph.label[v] = value[v] % num_classes; the children of an operator are
+// (left, right) in slots 0 and 1; vertices are in creation order (children
+// first) and the last vertex is the result. An operator's two operands are
+// distinct vertices; every vertex except the last has at least one parent.
+struct ExprDag {
+  scheduler::Graph graph;
+  std::vector<int> symbol;  // [n]
+  std::vector<int> value;   // [n] in [0, 10)
+};
+
+// The same seed gives the same DAG (std::mt19937_64 and integer arithmetic only).
+ExprDag generate_expr_dag(std::uint64_t seed, const ExprDagOptions& opts = {});
+std::vector<ExprDag> generate_expr_dags(int count, std::uint64_t seed,
+                                        const ExprDagOptions& opts = {});
+
+// Features: one-hot of the symbol (width kNumExprSymbols); labels as above.
+FeatureGraph to_feature_graph(const ExprDag& dag);
+
+}  // namespace copse::models
