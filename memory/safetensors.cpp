@@ -170,7 +170,7 @@ std::vector<TensorData> load_safetensors(const std::string& path,
   json header;
   try {
     header = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e999
     fail("{}: corrupt header: {}", path, e.what());
   }
   if (!header.is_object()) fail("{}: corrupt header: not a JSON object", path);

@@ -54,6 +54,9 @@ safetensors overlapping \
   "$one$one"
 safetensors past_the_end '{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}' "$one"
 safetensors not_json '{"w": [1, 2' ''
+# Found by fuzz_safetensors: nlohmann::json throws out_of_range, not
+# parse_error, for a number that overflows a double.
+safetensors number_overflow '{"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}}' "$one"
 printf '\xff\xff\xff\xff\xff\xff\xff\x7f{}' > "$c/huge_header_length"
 printf '\x08\x00\x00' > "$c/truncated_length"
 
