@@ -446,6 +446,36 @@ void ParamStore<T>::step() {
 }
 
 template <typename T>
+std::vector<T> ParamStore<T>::get_flat_host(int which) const {
+  check_finalized("get_flat_host");
+  if (which < -1 || which >= state_slots_)
+    fail("[ParamStore::get_flat_host] no buffer {} (optimizer state has {} slots)", which,
+         state_slots_);
+  std::vector<T> host(total_);
+  const T* src = which < 0 ? params_ : state_ + total_ * which;
+  backend_.download(host.data(), src, total_ * sizeof(T));
+  return host;
+}
+
+template <typename T>
+void ParamStore<T>::set_flat_host(int which, const std::vector<T>& values) {
+  check_finalized("set_flat_host");
+  if (which < -1 || which >= state_slots_)
+    fail("[ParamStore::set_flat_host] no buffer {} (optimizer state has {} slots)", which,
+         state_slots_);
+  if (values.size() != total_)
+    fail("[ParamStore::set_flat_host] buffer has {} elements, got {}", total_, values.size());
+  T* dst = which < 0 ? params_ : state_ + total_ * which;
+  backend_.upload(dst, values.data(), total_ * sizeof(T));
+}
+
+template <typename T>
+void ParamStore<T>::set_step_counts(long step_count, long optimizer_steps) {
+  step_count_ = step_count;
+  optimizer_steps_ = optimizer_steps;
+}
+
+template <typename T>
 std::vector<float> ParamStore<T>::get_host(int id) const {
   check_id(id, "get_host");
   check_finalized("get_host");

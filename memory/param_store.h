@@ -112,6 +112,14 @@ class ParamStore {
   std::vector<float> get_host(int id) const;
   void set_host(int id, const std::vector<float>& values);
 
+  // Training state for checkpoints: the flat parameter buffer and each flat
+  // optimizer-state slot ([total_elements()] each), and the step counters.
+  int optimizer_state_slots() const { return state_slots_; }
+  std::vector<T> get_flat_host(int which) const;  // which: -1 params, k >= 0 state slot k
+  void set_flat_host(int which, const std::vector<T>& values);
+  long optimizer_steps() const { return optimizer_steps_; }
+  void set_step_counts(long step_count, long optimizer_steps);
+
  private:
   struct SparseRows {
     std::vector<int> touched;  // since the last step / zero_grads

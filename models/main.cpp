@@ -1,4 +1,5 @@
 // The copse command-line tool: `copse train`, `copse eval`.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -9,6 +10,9 @@
 #include "models/train.h"
 
 int main(int argc, char** argv) {
+  // A write past a file-size limit fails with EFBIG (reported, old files kept)
+  // instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"copse: batched training of dynamic neural networks (Tree-LSTM on SST)"};
   app.require_subcommand(1);
   copse::models::TrainOptions t;
@@ -27,6 +31,13 @@ int main(int argc, char** argv) {
   train->add_option("--seed", t.seed, "random seed")->capture_default_str();
   train->add_option("--out", t.out, "output directory")->capture_default_str();
   train->add_flag("--quiet", t.quiet, "no per-epoch lines");
+  train->add_option("--checkpoint-every", t.checkpoint_every,
+                    "full training state to OUT/checkpoint.safetensors every N steps "
+                    "(0: at the end of each epoch only)")
+      ->capture_default_str();
+  train->add_option("--resume", t.resume, "continue the run in DIR from its checkpoint");
+  train->add_flag("--skip-nonfinite", t.skip_nonfinite,
+                  "skip a batch whose loss or gradient is not finite (default: stop)");
   copse::models::EvalOptions e;
   auto* eval = app.add_subcommand("eval", "root accuracy of a saved model on a PTB file");
   eval->add_option("--model", e.model, "model.safetensors")->required();

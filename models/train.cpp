@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "memory/safetensors.h"
+#include "models/checkpoint.h"
 #include "models/embeddings.h"
 #include "models/ptb_reader.h"
 #include "models/sentiment_model.h"
@@ -105,11 +106,77 @@ void save_model(const std::string& path, SentimentModel<float>& m, const Vocab& 
 
 }  // namespace
 
-int run_train(const TrainOptions& o) {
+namespace {
+
+// The options that define a run, as stored in a checkpoint.
+std::map<std::string, std::string> options_map(const TrainOptions& o) {
+  return {{"data", o.data_dir},          {"epochs", std::to_string(o.epochs)},
+          {"batch", std::to_string(o.batch)}, {"embed", std::to_string(o.embed)},
+          {"hidden", std::to_string(o.hidden)}, {"optimizer", o.optimizer},
+          {"lr", fmt::format("{}", o.lr)},   {"l2", fmt::format("{}", o.l2)},
+          {"clip", fmt::format("{}", o.clip)}, {"embeddings", o.embeddings},
+          {"threads", std::to_string(o.threads)}, {"seed", std::to_string(o.seed)},
+          {"checkpoint_every", std::to_string(o.checkpoint_every)},
+          {"skip_nonfinite", o.skip_nonfinite ? "1" : "0"}};
+}
+
+TrainOptions options_from_map(const std::map<std::string, std::string>& m, const std::string& path) {
+  auto get = [&](const char* k) {
+    auto it = m.find(k);
+    if (it == m.end()) fail("{}: checkpoint lacks option '{}'", path, k);
+    return it->second;
+  };
+  TrainOptions o;
+  o.data_dir = get("data");
+  o.epochs = std::stoi(get("epochs"));
+  o.batch = std::stoi(get("batch"));
+  o.embed = std::stoi(get("embed"));
+  o.hidden = std::stoi(get("hidden"));
+  o.optimizer = get("optimizer");
+  o.lr = std::stof(get("lr"));
+  o.l2 = std::stof(get("l2"));
+  o.clip = std::stof(get("clip"));
+  o.embeddings = get("embeddings");
+  o.threads = std::stoi(get("threads"));
+  o.seed = std::stoull(get("seed"));
+  o.checkpoint_every = std::stol(get("checkpoint_every"));
+  o.skip_nonfinite = get("skip_nonfinite") == "1";
+  return o;
+}
+
+// Replaces `path` with `lines` atomically.
+void write_lines_atomic(const std::string& path, const std::vector<std::string>& lines) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    for (const auto& l : lines) f << l << "\n";
+    f.flush();
+    if (!f) fail("{}: cannot write", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+int run_train(const TrainOptions& given) {
+  TrainState resumed;
+  bool resuming = !given.resume.empty();
+  std::string checkpoint_path;
+  TrainOptions o = given;
+  if (resuming) {
+    checkpoint_path = (fs::path(given.resume) / "checkpoint.safetensors").string();
+    if (!fs::exists(checkpoint_path)) fail("{}: no checkpoint to resume from", checkpoint_path);
+    resumed = load_checkpoint(checkpoint_path);
+    o = options_from_map(resumed.options, checkpoint_path);
+    o.out = given.resume;
+    o.progress = given.progress;
+    o.quiet = given.quiet;
+  }
   if (o.epochs < 0) fail("--epochs must be >= 0, got {}", o.epochs);
   if (o.batch <= 0) fail("--batch must be positive, got {}", o.batch);
   if (o.embed <= 0 || o.hidden <= 0) fail("--embed and --hidden must be positive");
   if (o.threads <= 0) fail("--threads must be positive, got {}", o.threads);
+  if (o.checkpoint_every < 0) fail("--checkpoint-every must be >= 0, got {}", o.checkpoint_every);
   memory::OptimizerConfig oc;
   oc.kind = memory::parse_optimizer_kind(o.optimizer);
   oc.lr = o.lr;
@@ -146,6 +213,27 @@ int run_train(const TrainOptions& o) {
   }
   ps.set_optimizer(oc);
 
+  std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ULL);
+  TrainState st;
+  st.options = options_map(o);
+  if (resuming) {
+    if (resumed.params.size() != ps.total_elements() ||
+        static_cast<int>(resumed.opt_state.size()) != ps.optimizer_state_slots())
+      fail("{}: checkpoint does not match the model (parameters or optimizer state differ)",
+           checkpoint_path);
+    ps.set_flat_host(-1, resumed.params);
+    for (int k = 0; k < ps.optimizer_state_slots(); ++k) {
+      if (resumed.opt_state[k].size() != ps.total_elements())
+        fail("{}: optimizer state {} has the wrong size", checkpoint_path, k);
+      ps.set_flat_host(k, resumed.opt_state[k]);
+    }
+    ps.set_step_counts(resumed.step, resumed.optimizer_steps);
+    std::istringstream(resumed.rng) >> rng;
+    st = std::move(resumed);
+    st.params.clear();
+    st.opt_state.clear();
+  }
+
   auto dev_batches = make_batches(data.dev, 256);
   auto test_batches = make_batches(data.test, 256);
   long train_vertices = 0;
@@ -158,80 +246,123 @@ int run_train(const TrainOptions& o) {
     fmt::print("tree_lstm embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} thread(s) | "
                "seed {}\n",
                o.embed, o.hidden, o.optimizer, o.lr, o.l2, o.batch, o.epochs, o.threads, o.seed);
+    if (resuming)
+      fmt::print("resuming from {} at epoch {}, step {}\n", checkpoint_path, st.epoch, st.step);
     std::fflush(stdout);
   }
   // Nothing is written before the data and the model are known good.
   fs::create_directories(o.out);
   std::string metrics_path = (fs::path(o.out) / "metrics.jsonl").string();
   std::string model_path = (fs::path(o.out) / "model.safetensors").string();
-  std::ofstream metrics(metrics_path, std::ios::trunc);
+  checkpoint_path = (fs::path(o.out) / "checkpoint.safetensors").string();
+  write_lines_atomic(metrics_path, st.metrics);
+  std::ofstream metrics(metrics_path, std::ios::app);
   if (!metrics) fail("{}: cannot open for writing", metrics_path);
 
-  std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ULL);
-  std::vector<int> order(data.train.size());
-  std::iota(order.begin(), order.end(), 0);
-  double best_dev = -1;
-  int best_epoch = 0;
-  long step = 0;
+  auto checkpoint = [&]() {
+    st.rng = (std::ostringstream() << rng).str();
+    st.optimizer_steps = ps.optimizer_steps();
+    st.params = ps.get_flat_host(-1);
+    st.opt_state.clear();
+    for (int k = 0; k < ps.optimizer_state_slots(); ++k) st.opt_state.push_back(ps.get_flat_host(k));
+    save_checkpoint(checkpoint_path, st);
+    st.params.clear();
+    st.opt_state.clear();
+  };
+
   std::vector<const scheduler::Graph*> g;
-  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
-    std::shuffle(order.begin(), order.end(), rng);
+  for (; st.epoch <= o.epochs; ++st.epoch) {
+    const int epoch = st.epoch;
+    if (st.order.empty()) {
+      st.order.resize(data.train.size());
+      std::iota(st.order.begin(), st.order.end(), 0);
+      std::shuffle(st.order.begin(), st.order.end(), rng);
+    }
+    const auto& order = st.order;
     Progress bar(fmt::format("epoch {}/{}", epoch, o.epochs), static_cast<long>(order.size()),
                  "trees", stderr, false);
     if (!o.progress) bar.finish();
-    double t0 = now_s(), loss_sum = 0;
-    long labelled = 0;
-    for (size_t i = 0; i < order.size(); i += o.batch) {
+    for (size_t i = st.next; i < order.size(); i += o.batch) {
+      double t0 = now_s();
       g.clear();
       for (size_t j = i; j < std::min(order.size(), i + o.batch); ++j)
         g.push_back(&data.train[order[j]].graph);
       GraphBatch batch = scheduler::make_batch(g);
       ps.zero_grads();
       double loss = model.train_batch(batch, 1.0f / static_cast<float>(g.size()));
-      ++step;
-      if (!std::isfinite(loss))
-        fail("step {} (epoch {}, batch at tree {}): non-finite loss; training stopped, {} kept",
-             step, epoch, i, best_epoch ? model_path : std::string("no checkpoint"));
+      double gnorm = std::isfinite(loss) ? ps.grad_norm() : loss;
+      st.next = static_cast<long>(i + g.size());
+      if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+        std::string what = fmt::format(
+            "step {} (epoch {}, batch of trees {}..{} in this epoch's order): non-finite {}",
+            st.step + 1, epoch, i, i + g.size() - 1, std::isfinite(loss) ? "gradient" : "loss");
+        if (!o.skip_nonfinite)
+          fail("{}; training stopped, last checkpoint: {}", what,
+               fs::exists(checkpoint_path) ? checkpoint_path : std::string("none"));
+        ++st.skipped;
+        fmt::print(stderr, "copse: warning: {}; batch skipped\n", what);
+        continue;
+      }
       ps.step();
-      loss_sum += loss;
-      for (int l : batch.label) labelled += l >= 0;
-      bar.update(static_cast<long>(i + g.size()),
-                 fmt::format("loss {:.3f}", loss_sum / std::max(1L, labelled)));
+      ++st.step;
+      st.loss_sum += loss;
+      for (int l : batch.label) st.labelled += l >= 0;
+      st.train_s += now_s() - t0;
+      bar.update(static_cast<long>(st.next),
+                 fmt::format("loss {:.3f}", st.loss_sum / std::max(1L, st.labelled)));
+      if (o.checkpoint_every > 0 && st.step % o.checkpoint_every == 0) checkpoint();
     }
-    double train_s = now_s() - t0;
     bar.finish();
     EvalCounts dev = evaluate(model, dev_batches);
     EvalCounts test = evaluate(model, test_batches);
     nlohmann::json m;
     m["epoch"] = epoch;
-    m["train_loss"] = loss_sum / std::max(1L, labelled);
-    m["train_trees_per_s"] = data.train.size() / train_s;
-    m["train_s"] = train_s;
+    m["train_loss"] = st.loss_sum / std::max(1L, st.labelled);
+    m["train_trees_per_s"] = data.train.size() / std::max(1e-9, st.train_s);
+    m["train_s"] = st.train_s;
     m["dev_fine"] = dev.fine();
     m["dev_binary"] = dev.binary();
     m["test_fine"] = test.fine();
     m["test_binary"] = test.binary();
     m["peak_arena_bytes"] = model.arena().peak_bytes();
+    m["skipped_batches"] = st.skipped;
     m["wall_s"] = now_s() - t_start;
     metrics << m.dump() << "\n";
     metrics.flush();
-    if (dev.fine() > best_dev) {
-      best_dev = dev.fine();
-      best_epoch = epoch;
+    st.metrics.push_back(m.dump());
+    if (dev.fine() > st.best_dev) {
+      st.best_dev = dev.fine();
+      st.best_epoch = epoch;
       save_model(model_path, model, vocab,
                  {{"copse.epoch", std::to_string(epoch)}, {"copse.seed", std::to_string(o.seed)}});
     }
-    if (!o.quiet)
+    if (!o.quiet) {
       fmt::print("epoch {:>3}  loss {:.4f}  {:>7.0f} trees/s  dev fine {:.3f} bin {:.3f}  test fine "
                  "{:.3f} bin {:.3f}{}\n",
                  epoch, m["train_loss"].get<double>(), m["train_trees_per_s"].get<double>(),
                  dev.fine(), dev.binary(), test.fine(), test.binary(),
-                 best_epoch == epoch ? "  *" : "");
-    std::fflush(stdout);
+                 st.best_epoch == epoch ? "  *" : "");
+      std::fflush(stdout);
+    }
+    // The next epoch starts from a clean slate; its order is drawn from rng.
+    st.order.clear();
+    st.next = 0;
+    st.loss_sum = 0;
+    st.labelled = 0;
+    st.train_s = 0;
+    if (epoch < o.epochs) {
+      st.epoch = epoch + 1;
+      checkpoint();
+      st.epoch = epoch;
+    }
   }
-  if (!o.quiet && best_epoch > 0)
-    fmt::print("best dev fine {:.3f} at epoch {}; model: {}; metrics: {}\n", best_dev, best_epoch,
-               model_path, metrics_path);
+  // The final state too: it holds the final parameters, and resuming a
+  // finished run is a no-op.
+  st.epoch = o.epochs + 1;
+  checkpoint();
+  if (!o.quiet && st.best_epoch > 0)
+    fmt::print("best dev fine {:.3f} at epoch {}; model: {}; metrics: {}\n", st.best_dev,
+               st.best_epoch, model_path, metrics_path);
   return 0;
 }
 

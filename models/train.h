@@ -22,6 +22,11 @@ struct TrainOptions {
   std::string out = "runs/latest";
   bool progress = true;
   bool quiet = false;
+  // Full training state to OUT/checkpoint.safetensors every N optimizer steps
+  // (0: only at the end of each epoch).
+  long checkpoint_every = 0;
+  std::string resume;         // a previous run's OUT: continue from its checkpoint
+  bool skip_nonfinite = false;  // skip a batch with a non-finite loss/gradient instead of stopping
 };
 
 // Returns the process exit status. Throws copse::Error for bad input.

@@ -1,0 +1,202 @@
+// Crash-safe training: SIGKILL at random moments then --resume ends with
+// bit-identical parameters; corrupt or truncated checkpoints are refused; a
+// full disk keeps the previous checkpoint; non-finite values stop or skip.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "models/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const std::string kCopse = std::string(COPSE_BINARY_DIR) + "/copse";
+
+// Runs copse with `args` through the shell; returns the exit status, stderr in *err.
+int run(const std::string& args, const fs::path& dir, std::string* err = nullptr,
+        const std::string& prefix = "") {
+  fs::path e = dir / "stderr.txt";
+  std::string cmd = prefix + kCopse + " " + args + " > /dev/null 2> " + e.string();
+  int rc = std::system(cmd.c_str());
+  if (err) *err = slurp(e);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Starts copse, kills it with SIGKILL after `ms` milliseconds (if still running).
+void run_and_kill(const std::vector<std::string>& args, int ms) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::vector<char*> argv{const_cast<char*>(kCopse.c_str())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    freopen("/dev/null", "w", stdout);
+    freopen("/dev/null", "w", stderr);
+    execv(kCopse.c_str(), argv.data());
+    _exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+}
+
+std::vector<float> final_params(const fs::path& out) {
+  return copse::models::load_checkpoint((out / "checkpoint.safetensors").string()).params;
+}
+
+class Checkpoint : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("copse_ckpt_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+            std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+const std::vector<std::string> kTrain = {"train",  "--epochs", "3",      "--embed", "16",
+                                         "--hidden", "16",     "--batch", "25",    "--seed",
+                                         "9",      "--threads", "1",     "--checkpoint-every",
+                                         "13",     "--quiet"};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& a : v) s += a + " ";
+  return s;
+}
+
+TEST_F(Checkpoint, KilledRunsResumeToBitIdenticalParameters) {
+  fs::path ref = dir_ / "ref";
+  ASSERT_EQ(run(join(kTrain) + "--out " + ref.string(), dir_), 0);
+  const std::string ref_model = slurp(ref / "model.safetensors");
+  const std::vector<float> ref_params = final_params(ref);
+  ASSERT_FALSE(ref_model.empty());
+
+  std::mt19937 rng(20261121);
+  for (int trial = 0; trial < 3; ++trial) {
+    fs::path out = dir_ / ("run" + std::to_string(trial));
+    auto args = kTrain;
+    args.push_back("--out");
+    args.push_back(out.string());
+    // Up to three kills at random moments, each followed by a resume.
+    int kills = 0;
+    for (int k = 0; k < 3; ++k) {
+      int ms = std::uniform_int_distribution<int>(50, 900)(rng);
+      if (fs::exists(out / "checkpoint.safetensors"))
+        run_and_kill({"train", "--resume", out.string(), "--quiet"}, ms);
+      else
+        run_and_kill(args, ms);
+      ++kills;
+    }
+    std::string err;
+    int rc = fs::exists(out / "checkpoint.safetensors")
+                 ? run("train --resume " + out.string() + " --quiet", dir_, &err)
+                 : run(join(args), dir_, &err);
+    ASSERT_EQ(rc, 0) << err;
+    EXPECT_TRUE(slurp(out / "model.safetensors") == ref_model)
+        << "trial " << trial << " after " << kills << " kills: best model differs";
+    std::vector<float> p = final_params(out);
+    ASSERT_EQ(p.size(), ref_params.size());
+    EXPECT_EQ(0, std::memcmp(p.data(), ref_params.data(), p.size() * sizeof(float)))
+        << "trial " << trial << ": final parameters differ";
+  }
+}
+
+TEST_F(Checkpoint, CorruptOrTruncatedCheckpointIsRefused) {
+  fs::path out = dir_ / "out";
+  auto args = kTrain;
+  args[2] = "1";  // one epoch
+  ASSERT_EQ(run(join(args) + "--out " + out.string(), dir_), 0);
+  fs::path ck = out / "checkpoint.safetensors";
+  const std::string good = slurp(ck);
+  ASSERT_GT(good.size(), 1000u);
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 4; ++trial) {
+    std::string bad = good;
+    if (trial == 0) {
+      bad.resize(bad.size() / 2);  // truncated
+    } else {
+      size_t at = std::uniform_int_distribution<size_t>(8, bad.size() - 1)(rng);
+      if (trial == 1) at = bad.size() - 3;  // in the parameter bytes
+      bad[at] = static_cast<char>(bad[at] ^ 0x5a);
+    }
+    std::ofstream(ck, std::ios::binary | std::ios::trunc) << bad;
+    std::string err;
+    EXPECT_EQ(run("train --resume " + out.string(), dir_, &err), 2) << "trial " << trial;
+    EXPECT_EQ(err.rfind("copse: error: " + ck.string() + ": ", 0), 0u) << err;
+  }
+}
+
+// A run stopped mid-training is resumed under a file-size limit below the
+// checkpoint's size (`ulimit -f`, as a full disk): the next checkpoint cannot
+// be written, the run ends with exit 2 and an error, and the previous
+// checkpoint is byte-identical, with no temporary file left behind.
+TEST_F(Checkpoint, FullDiskKeepsThePreviousCheckpoint) {
+  fs::path out = dir_ / "out";
+  auto args = kTrain;
+  args.push_back("--out");
+  args.push_back(out.string());
+  for (int ms = 150; !fs::exists(out / "checkpoint.safetensors") && ms < 10000; ms *= 2)
+    run_and_kill(args, ms);
+  ASSERT_TRUE(fs::exists(out / "checkpoint.safetensors"));
+  const std::string before = slurp(out / "checkpoint.safetensors");
+  ASSERT_GT(before.size(), 8 * 1024u);
+  std::string err;
+  int limit_kb = static_cast<int>(before.size() / 1024 / 2);
+  int rc = run("train --resume " + out.string(), dir_, &err,
+               "ulimit -f " + std::to_string(limit_kb) + "; ");
+  EXPECT_EQ(rc, 2) << err;
+  EXPECT_EQ(err.rfind("copse: error: ", 0), 0u) << err;
+  EXPECT_TRUE(slurp(out / "checkpoint.safetensors") == before) << "previous checkpoint changed";
+  for (const auto& e : fs::directory_iterator(out))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos)
+        << "temporary left behind: " << e.path();
+}
+
+TEST_F(Checkpoint, NonFiniteLossStopsOrSkips) {
+  fs::path out = dir_ / "out";
+  std::string common = "train --epochs 1 --embed 8 --hidden 8 --optimizer sgd --lr 1e30 "
+                       "--checkpoint-every 1 --quiet --out ";
+  std::string err;
+  EXPECT_EQ(run(common + out.string(), dir_, &err), 2);
+  EXPECT_NE(err.find("non-finite"), std::string::npos) << err;
+  EXPECT_NE(err.find("step "), std::string::npos) << err;
+  // The checkpoint left behind is the last good state: all parameters finite.
+  if (fs::exists(out / "checkpoint.safetensors")) {
+    for (float v : final_params(out)) ASSERT_TRUE(std::isfinite(v));
+  }
+  fs::path out2 = dir_ / "out2";
+  EXPECT_EQ(run(common + out2.string() + " --skip-nonfinite", dir_, &err), 0) << err;
+  std::ifstream m(out2 / "metrics.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(m, line));
+  EXPECT_EQ(line.find("\"skipped_batches\":0"), std::string::npos) << line;
+}
+
+}  // namespace
