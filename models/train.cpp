@@ -252,6 +252,12 @@ int run_train(const TrainOptions& given) {
   }
   // Nothing is written before the data and the model are known good.
   fs::create_directories(o.out);
+  // Temporaries of a run that was killed while writing are garbage.
+  for (const auto& e : fs::directory_iterator(o.out)) {
+    const std::string name = e.path().filename().string();
+    for (const char* f : {"checkpoint.safetensors.tmp.", "model.safetensors.tmp.", "metrics.jsonl.tmp"})
+      if (name.rfind(f, 0) == 0) fs::remove(e.path());
+  }
   std::string metrics_path = (fs::path(o.out) / "metrics.jsonl").string();
   std::string model_path = (fs::path(o.out) / "model.safetensors").string();
   checkpoint_path = (fs::path(o.out) / "checkpoint.safetensors").string();
