@@ -18,6 +18,10 @@ int main(int argc, char** argv) {
   copse::models::TrainOptions t;
   auto* train = app.add_subcommand("train", "train a Tree-LSTM (SST if --data, else synthetic)");
   train->add_option("--data", t.data_dir, "directory with train.txt, dev.txt, test.txt (PTB trees)");
+  train->add_option("--model", t.model,
+                    "tree-lstm | child-sum-lstm | tree-gru | tree-fc | dag-gated (over the trees); "
+                    "lstm | gru | lstm2 (over the sentences)")
+      ->capture_default_str();
   train->add_option("--epochs", t.epochs, "epochs")->capture_default_str();
   train->add_option("--batch", t.batch, "trees per minibatch")->capture_default_str();
   train->add_option("--embed", t.embed, "word vector size")->capture_default_str();

@@ -18,9 +18,11 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "memory/safetensors.h"
+#include "models/cells.h"
 #include "models/checkpoint.h"
 #include "models/embeddings.h"
 #include "models/ptb_reader.h"
+#include "models/sequence_reader.h"
 #include "models/sentiment_model.h"
 #include "models/synthetic_treebank.h"
 #include "models/tree_lstm.h"
@@ -60,6 +62,28 @@ Dataset load_data(const TrainOptions& o) {
   d.test = read_ptb_file((fs::path(o.data_dir) / "test.txt").string());
   d.source = o.data_dir;
   return d;
+}
+
+// Sequence cells read each sentence as a chain of its words (root label on
+// the last word); tree cells read the trees.
+bool is_sequence_model(const std::string& model) {
+  return model == "lstm" || model == "gru" || model == "lstm2";
+}
+
+void prepare_inputs(const std::string& model, std::vector<LabeledTree>& trees, Vocab* vocab,
+                    bool grow_vocab) {
+  if (is_sequence_model(model))
+    for (auto& t : trees) t = ptb_to_chain(t);
+  if (grow_vocab)
+    for (auto& t : trees)
+      for (const auto& w : t.token)
+        if (!w.empty()) vocab->add(w);
+  for (auto& t : trees) {
+    if (is_sequence_model(model))
+      assign_all_inputs(*vocab, t);
+    else
+      vocab->assign_inputs(t);
+  }
 }
 
 std::vector<GraphBatch> make_batches(const std::vector<LabeledTree>& trees, int batch) {
@@ -110,7 +134,8 @@ namespace {
 
 // The options that define a run, as stored in a checkpoint.
 std::map<std::string, std::string> options_map(const TrainOptions& o) {
-  return {{"data", o.data_dir},          {"epochs", std::to_string(o.epochs)},
+  return {{"data", o.data_dir},          {"model", o.model},
+          {"epochs", std::to_string(o.epochs)},
           {"batch", std::to_string(o.batch)}, {"embed", std::to_string(o.embed)},
           {"hidden", std::to_string(o.hidden)}, {"optimizer", o.optimizer},
           {"lr", fmt::format("{}", o.lr)},   {"l2", fmt::format("{}", o.l2)},
@@ -128,6 +153,7 @@ TrainOptions options_from_map(const std::map<std::string, std::string>& m, const
   };
   TrainOptions o;
   o.data_dir = get("data");
+  o.model = get("model");
   o.epochs = std::stoi(get("epochs"));
   o.batch = std::stoi(get("batch"));
   o.embed = std::stoi(get("embed"));
@@ -190,19 +216,18 @@ int run_train(const TrainOptions& given) {
   double t_start = now_s();
   Dataset data = load_data(o);
   if (data.train.empty()) fail("{}: no training trees", data.source);
+  vertex::VertexFunction cell = make_cell(o.model, o.embed, o.hidden);
   Vocab vocab;
-  for (auto& t : data.train)
-    for (const auto& w : t.token)
-      if (!w.empty()) vocab.add(w);
-  for (auto* split : {&data.train, &data.dev, &data.test})
-    for (auto& t : *split) vocab.assign_inputs(t);
+  prepare_inputs(o.model, data.train, &vocab, true);
+  prepare_inputs(o.model, data.dev, &vocab, false);
+  prepare_inputs(o.model, data.test, &vocab, false);
 
   ops::CpuBackend<float> backend(o.threads);
   SentimentConfig cfg;
   cfg.vocab = vocab.size();
   cfg.embed = o.embed;
   cfg.hidden = o.hidden;
-  SentimentModel<float> model(tree_lstm_cell(o.embed, o.hidden), cfg, backend);
+  SentimentModel<float> model(cell, cfg, backend);
   auto& ps = model.params();
   ps.init(o.seed);
   int found = -1;
@@ -243,9 +268,9 @@ int run_train(const TrainOptions& given) {
     fmt::print("copse train: {} | train {} trees ({} vertices), dev {}, test {} | vocab {}{}\n",
                data.source, data.train.size(), train_vertices, data.dev.size(), data.test.size(),
                vocab.size(), found >= 0 ? fmt::format(" ({} with pretrained vectors)", found) : "");
-    fmt::print("tree_lstm embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} thread(s) | "
+    fmt::print("{} embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} thread(s) | "
                "seed {}\n",
-               o.embed, o.hidden, o.optimizer, o.lr, o.l2, o.batch, o.epochs, o.threads, o.seed);
+               o.model, o.embed, o.hidden, o.optimizer, o.lr, o.l2, o.batch, o.epochs, o.threads, o.seed);
     if (resuming)
       fmt::print("resuming from {} at epoch {}, step {}\n", checkpoint_path, st.epoch, st.step);
     std::fflush(stdout);
@@ -340,7 +365,9 @@ int run_train(const TrainOptions& given) {
       st.best_dev = dev.fine();
       st.best_epoch = epoch;
       save_model(model_path, model, vocab,
-                 {{"copse.epoch", std::to_string(epoch)}, {"copse.seed", std::to_string(o.seed)}});
+                 {{"copse.epoch", std::to_string(epoch)},
+                  {"copse.seed", std::to_string(o.seed)},
+                  {"copse.model", o.model}});
     }
     if (!o.quiet) {
       fmt::print("epoch {:>3}  loss {:.4f}  {:>7.0f} trees/s  dev fine {:.3f} bin {:.3f}  test fine "
@@ -395,10 +422,11 @@ int run_eval(const EvalOptions& o) {
   cfg.embed = std::stoi(get("copse.embed"));
   cfg.hidden = std::stoi(get("copse.hidden"));
   cfg.classes = std::stoi(get("copse.classes"));
+  std::string cell_name = meta.count("copse.model") ? meta.at("copse.model") : "tree-lstm";
   auto trees = read_ptb_file(o.data, cfg.classes);
-  for (auto& t : trees) vocab.assign_inputs(t);
+  prepare_inputs(cell_name, trees, &vocab, false);
   ops::CpuBackend<float> backend(o.threads);
-  SentimentModel<float> model(tree_lstm_cell(cfg.embed, cfg.hidden), cfg, backend);
+  SentimentModel<float> model(make_cell(cell_name, cfg.embed, cfg.hidden), cfg, backend);
   auto& ps = model.params();
   for (const auto& t : tensors) {
     int id = ps.find(t.name);

@@ -8,6 +8,7 @@ namespace copse::models {
 
 struct TrainOptions {
   std::string data_dir;    // holds train.txt, dev.txt, test.txt; empty: synthetic treebank
+  std::string model = "tree-lstm";  // a cell of models/cells.h; sequence cells read sentences
   int epochs = 10;
   int batch = 25;
   int embed = 300;
