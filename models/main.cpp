@@ -31,7 +31,10 @@ int main(int argc, char** argv) {
   train->add_option("--l2", t.l2, "L2 regularisation")->capture_default_str();
   train->add_option("--clip", t.clip, "global gradient-norm clip (0: off)")->capture_default_str();
   train->add_option("--embeddings", t.embeddings, "GloVe text file (words + embed values a line)");
-  train->add_option("--threads", t.threads, "threads for the math")->capture_default_str();
+  train->add_option("--threads", t.threads, "threads for the math, per worker")->capture_default_str();
+  train->add_option("--workers", t.workers,
+                    "data-parallel workers (threads, BSP); --batch stays the global batch")
+      ->capture_default_str();
   train->add_option("--seed", t.seed, "random seed")->capture_default_str();
   train->add_option("--out", t.out, "output directory")->capture_default_str();
   train->add_flag("--quiet", t.quiet, "no per-epoch lines");

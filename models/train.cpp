@@ -10,6 +10,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "memory/safetensors.h"
+#include "memory/thread_sync.h"
 #include "models/cells.h"
 #include "models/checkpoint.h"
 #include "models/embeddings.h"
@@ -141,6 +143,7 @@ std::map<std::string, std::string> options_map(const TrainOptions& o) {
           {"lr", fmt::format("{}", o.lr)},   {"l2", fmt::format("{}", o.l2)},
           {"clip", fmt::format("{}", o.clip)}, {"embeddings", o.embeddings},
           {"threads", std::to_string(o.threads)}, {"seed", std::to_string(o.seed)},
+          {"workers", std::to_string(o.workers)},
           {"checkpoint_every", std::to_string(o.checkpoint_every)},
           {"skip_nonfinite", o.skip_nonfinite ? "1" : "0"}};
 }
@@ -164,6 +167,7 @@ TrainOptions options_from_map(const std::map<std::string, std::string>& m, const
   o.clip = std::stof(get("clip"));
   o.embeddings = get("embeddings");
   o.threads = std::stoi(get("threads"));
+  o.workers = std::stoi(get("workers"));
   o.seed = std::stoull(get("seed"));
   o.checkpoint_every = std::stol(get("checkpoint_every"));
   o.skip_nonfinite = get("skip_nonfinite") == "1";
@@ -181,6 +185,58 @@ void write_lines_atomic(const std::string& path, const std::vector<std::string>&
   }
   fs::rename(tmp, path);
 }
+
+// Splits a batch over workers so each gets a similar number of vertices
+// (largest trees first to the least loaded worker); shards keep batch order.
+std::vector<std::vector<const scheduler::Graph*>> shard_batch(
+    const std::vector<const scheduler::Graph*>& g, int workers) {
+  std::vector<int> idx(g.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) {
+    return g[a]->num_vertices() > g[b]->num_vertices();
+  });
+  std::vector<long> load(workers, 0);
+  std::vector<int> owner(g.size());
+  for (int i : idx) {
+    int w = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[i] = w;
+    load[w] += g[i]->num_vertices();
+  }
+  std::vector<std::vector<const scheduler::Graph*>> shards(workers);
+  for (size_t i = 0; i < g.size(); ++i) shards[owner[i]].push_back(g[i]);
+  return shards;
+}
+
+// Runs fn(rank) on every worker, in threads when there are several; the first
+// exception is rethrown after all have finished (a failing worker aborts the
+// gradient sync so the others do not wait for it).
+template <typename Fn>
+void on_workers(int workers, int threads, memory::ThreadGradSync<float>* sync, const Fn& fn) {
+  if (workers == 1) {
+    fn(0);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(workers);
+  std::vector<std::thread> pool;
+  for (int r = 0; r < workers; ++r)
+    pool.emplace_back([&, r] {
+      omp_set_num_threads(threads);
+      try {
+        fn(r);
+      } catch (const std::exception& e) {
+        errors[r] = std::current_exception();
+        if (sync) sync->abort(r, e.what());
+      }
+    });
+  for (auto& t : pool) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+struct Worker {
+  std::unique_ptr<ops::CpuBackend<float>> backend;
+  std::unique_ptr<SentimentModel<float>> model;
+};
 
 }  // namespace
 
@@ -202,6 +258,7 @@ int run_train(const TrainOptions& given) {
   if (o.batch <= 0) fail("--batch must be positive, got {}", o.batch);
   if (o.embed <= 0 || o.hidden <= 0) fail("--embed and --hidden must be positive");
   if (o.threads <= 0) fail("--threads must be positive, got {}", o.threads);
+  if (o.workers <= 0 || o.workers > 64) fail("--workers must be in [1, 64], got {}", o.workers);
   if (o.checkpoint_every < 0) fail("--checkpoint-every must be >= 0, got {}", o.checkpoint_every);
   memory::OptimizerConfig oc;
   oc.kind = memory::parse_optimizer_kind(o.optimizer);
@@ -222,21 +279,35 @@ int run_train(const TrainOptions& given) {
   prepare_inputs(o.model, data.dev, &vocab, false);
   prepare_inputs(o.model, data.test, &vocab, false);
 
-  ops::CpuBackend<float> backend(o.threads);
   SentimentConfig cfg;
   cfg.vocab = vocab.size();
   cfg.embed = o.embed;
   cfg.hidden = o.hidden;
-  SentimentModel<float> model(cell, cfg, backend);
-  auto& ps = model.params();
-  ps.init(o.seed);
+  // Workers are replicas: same initial parameters, same optimizer; under BSP
+  // they apply the same summed gradient and stay identical.
+  std::vector<Worker> workers(o.workers);
+  std::unique_ptr<memory::ThreadGradSync<float>> sync;
+  if (o.workers > 1) sync = std::make_unique<memory::ThreadGradSync<float>>(o.workers);
+  std::vector<float> pretrained;
   int found = -1;
-  if (!o.embeddings.empty()) {
-    std::vector<float> table = ps.get_host(ps.id("embed"));
-    found = load_glove(o.embeddings, vocab, o.embed, table.data());
-    ps.set_host(ps.id("embed"), table);
+  for (int r = 0; r < o.workers; ++r) {
+    auto& w = workers[r];
+    w.backend = std::make_unique<ops::CpuBackend<float>>(o.threads);
+    w.model = std::make_unique<SentimentModel<float>>(cell, cfg, *w.backend);
+    auto& wps = w.model->params();
+    wps.init(o.seed);
+    if (!o.embeddings.empty()) {
+      if (r == 0) {
+        pretrained = wps.get_host(wps.id("embed"));
+        found = load_glove(o.embeddings, vocab, o.embed, pretrained.data());
+      }
+      wps.set_host(wps.id("embed"), pretrained);
+    }
+    wps.set_optimizer(oc);
+    if (sync) wps.set_grad_sync(sync->endpoint(r));
   }
-  ps.set_optimizer(oc);
+  SentimentModel<float>& model = *workers[0].model;
+  auto& ps = model.params();
 
   std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ULL);
   TrainState st;
@@ -246,13 +317,16 @@ int run_train(const TrainOptions& given) {
         static_cast<int>(resumed.opt_state.size()) != ps.optimizer_state_slots())
       fail("{}: checkpoint does not match the model (parameters or optimizer state differ)",
            checkpoint_path);
-    ps.set_flat_host(-1, resumed.params);
-    for (int k = 0; k < ps.optimizer_state_slots(); ++k) {
-      if (resumed.opt_state[k].size() != ps.total_elements())
-        fail("{}: optimizer state {} has the wrong size", checkpoint_path, k);
-      ps.set_flat_host(k, resumed.opt_state[k]);
+    for (auto& w : workers) {
+      auto& wps = w.model->params();
+      wps.set_flat_host(-1, resumed.params);
+      for (int k = 0; k < wps.optimizer_state_slots(); ++k) {
+        if (resumed.opt_state[k].size() != wps.total_elements())
+          fail("{}: optimizer state {} has the wrong size", checkpoint_path, k);
+        wps.set_flat_host(k, resumed.opt_state[k]);
+      }
+      wps.set_step_counts(resumed.step, resumed.optimizer_steps);
     }
-    ps.set_step_counts(resumed.step, resumed.optimizer_steps);
     std::istringstream(resumed.rng) >> rng;
     st = std::move(resumed);
     st.params.clear();
@@ -268,9 +342,10 @@ int run_train(const TrainOptions& given) {
     fmt::print("copse train: {} | train {} trees ({} vertices), dev {}, test {} | vocab {}{}\n",
                data.source, data.train.size(), train_vertices, data.dev.size(), data.test.size(),
                vocab.size(), found >= 0 ? fmt::format(" ({} with pretrained vectors)", found) : "");
-    fmt::print("{} embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} thread(s) | "
-               "seed {}\n",
-               o.model, o.embed, o.hidden, o.optimizer, o.lr, o.l2, o.batch, o.epochs, o.threads, o.seed);
+    fmt::print("{} embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} worker(s) x {} "
+               "thread(s) | seed {}\n",
+               o.model, o.embed, o.hidden, o.optimizer, o.lr, o.l2, o.batch, o.epochs, o.workers,
+               o.threads, o.seed);
     if (resuming)
       fmt::print("resuming from {} at epoch {}, step {}\n", checkpoint_path, st.epoch, st.step);
     std::fflush(stdout);
@@ -318,10 +393,26 @@ int run_train(const TrainOptions& given) {
       g.clear();
       for (size_t j = i; j < std::min(order.size(), i + o.batch); ++j)
         g.push_back(&data.train[order[j]].graph);
-      GraphBatch batch = scheduler::make_batch(g);
-      ps.zero_grads();
-      double loss = model.train_batch(batch, 1.0f / static_cast<float>(g.size()));
-      double gnorm = std::isfinite(loss) ? ps.grad_norm() : loss;
+      // Each worker: forward and backward over its shard, gradients scaled
+      // by 1/(global batch) so that their sum is the batch's gradient.
+      auto shards = shard_batch(g, o.workers);
+      std::vector<double> losses(o.workers, 0.0);
+      std::vector<long> labels(o.workers, 0);
+      const float scale = 1.0f / static_cast<float>(g.size());
+      on_workers(o.workers, o.threads, nullptr, [&](int r) {
+        auto& wm = *workers[r].model;
+        wm.params().zero_grads();
+        if (shards[r].empty()) return;
+        GraphBatch b = scheduler::make_batch(shards[r]);
+        losses[r] = wm.train_batch(b, scale);
+        for (int l : b.label) labels[r] += l >= 0;
+      });
+      double loss = 0;
+      long batch_labels = 0;
+      for (int r = 0; r < o.workers; ++r) loss += losses[r], batch_labels += labels[r];
+      double gnorm = loss;
+      if (std::isfinite(loss))
+        for (auto& w : workers) gnorm = std::isfinite(gnorm) ? w.model->params().grad_norm() : gnorm;
       st.next = static_cast<long>(i + g.size());
       if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
         std::string what = fmt::format(
@@ -334,10 +425,10 @@ int run_train(const TrainOptions& given) {
         fmt::print(stderr, "copse: warning: {}; batch skipped\n", what);
         continue;
       }
-      ps.step();
+      on_workers(o.workers, o.threads, sync.get(), [&](int r) { workers[r].model->params().step(); });
       ++st.step;
       st.loss_sum += loss;
-      for (int l : batch.label) st.labelled += l >= 0;
+      st.labelled += batch_labels;
       st.train_s += now_s() - t0;
       bar.update(static_cast<long>(st.next),
                  fmt::format("loss {:.3f}", st.loss_sum / std::max(1L, st.labelled)));
@@ -357,6 +448,18 @@ int run_train(const TrainOptions& given) {
     m["test_binary"] = test.binary();
     m["peak_arena_bytes"] = model.arena().peak_bytes();
     m["skipped_batches"] = st.skipped;
+    m["workers"] = o.workers;
+    if (sync) {
+      double wait = 0;
+      long bytes = 0;
+      for (int r = 0; r < o.workers; ++r) {
+        wait += sync->stats(r).wait_s;
+        bytes += sync->stats(r).bytes;
+      }
+      m["sync_wait_s"] = wait / o.workers;  // mean per worker
+      m["sync_bytes"] = bytes;             // gradient bytes all workers contributed
+      sync->reset_stats();
+    }
     m["wall_s"] = now_s() - t_start;
     metrics << m.dump() << "\n";
     metrics.flush();

@@ -18,7 +18,8 @@ struct TrainOptions {
   float l2 = 1e-4f;
   float clip = 0.f;
   std::string embeddings;  // GloVe text file, optional
-  int threads = 1;
+  int threads = 1;           // threads for the math, per worker
+  int workers = 1;           // data-parallel workers (threads) under BSP
   std::uint64_t seed = 1;
   std::string out = "runs/latest";
   bool progress = true;
