@@ -95,7 +95,7 @@ def main():
             ax.set_title(f"embed {e}, hidden {h}")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
-        fig.suptitle(a.title + (f" ({a.note})" if a.note else ""), fontsize=10)
+        fig.suptitle(a.title + (f"\n{a.note}" if a.note else ""), fontsize=9)
         fig.tight_layout()
         os.makedirs(os.path.dirname(os.path.abspath(a.png)), exist_ok=True)
         fig.savefig(a.png, dpi=110)
