@@ -45,6 +45,10 @@ int main(int argc, char** argv) {
   train->add_option("--resume", t.resume, "continue the run in DIR from its checkpoint");
   train->add_flag("--skip-nonfinite", t.skip_nonfinite,
                   "skip a batch whose loss or gradient is not finite (default: stop)");
+  train->add_option("--staleness", t.staleness,
+                    "with --workers: -1 = BSP (summed gradients), s >= 0 = SSP, at most s clocks "
+                    "ahead of the slowest worker")
+      ->capture_default_str();
   copse::models::EvalOptions e;
   auto* eval = app.add_subcommand("eval", "root accuracy of a saved model on a PTB file");
   eval->add_option("--model", e.model, "model.safetensors")->required();

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "memory/safetensors.h"
+#include "memory/ssp_server.h"
 #include "memory/thread_sync.h"
 #include "models/cells.h"
 #include "models/checkpoint.h"
@@ -143,7 +144,7 @@ std::map<std::string, std::string> options_map(const TrainOptions& o) {
           {"lr", fmt::format("{}", o.lr)},   {"l2", fmt::format("{}", o.l2)},
           {"clip", fmt::format("{}", o.clip)}, {"embeddings", o.embeddings},
           {"threads", std::to_string(o.threads)}, {"seed", std::to_string(o.seed)},
-          {"workers", std::to_string(o.workers)},
+          {"workers", std::to_string(o.workers)}, {"staleness", std::to_string(o.staleness)},
           {"checkpoint_every", std::to_string(o.checkpoint_every)},
           {"skip_nonfinite", o.skip_nonfinite ? "1" : "0"}};
 }
@@ -168,6 +169,7 @@ TrainOptions options_from_map(const std::map<std::string, std::string>& m, const
   o.embeddings = get("embeddings");
   o.threads = std::stoi(get("threads"));
   o.workers = std::stoi(get("workers"));
+  o.staleness = std::stoi(get("staleness"));
   o.seed = std::stoull(get("seed"));
   o.checkpoint_every = std::stol(get("checkpoint_every"));
   o.skip_nonfinite = get("skip_nonfinite") == "1";
@@ -259,6 +261,10 @@ int run_train(const TrainOptions& given) {
   if (o.embed <= 0 || o.hidden <= 0) fail("--embed and --hidden must be positive");
   if (o.threads <= 0) fail("--threads must be positive, got {}", o.threads);
   if (o.workers <= 0 || o.workers > 64) fail("--workers must be in [1, 64], got {}", o.workers);
+  if (o.staleness < -1) fail("--staleness must be >= 0 (or -1 for BSP), got {}", o.staleness);
+  const bool ssp = o.staleness >= 0 && o.workers > 1;
+  if (ssp && o.checkpoint_every > 0)
+    fail("--checkpoint-every is not supported with --staleness (SSP checkpoints at epoch ends)");
   if (o.checkpoint_every < 0) fail("--checkpoint-every must be >= 0, got {}", o.checkpoint_every);
   memory::OptimizerConfig oc;
   oc.kind = memory::parse_optimizer_kind(o.optimizer);
@@ -306,7 +312,22 @@ int run_train(const TrainOptions& given) {
     wps.set_optimizer(oc);
     if (sync) wps.set_grad_sync(sync->endpoint(r));
   }
-  SentimentModel<float>& model = *workers[0].model;
+  // Under SSP the master (a model of its own) holds the parameters; the
+  // workers hold replicas refreshed from it.
+  std::unique_ptr<ops::CpuBackend<float>> master_backend;
+  std::unique_ptr<SentimentModel<float>> master;
+  std::unique_ptr<memory::SspServer<float>> server;
+  if (ssp) {
+    for (auto& w : workers) w.model->params().set_grad_sync(nullptr);
+    sync.reset();
+    master_backend = std::make_unique<ops::CpuBackend<float>>(o.threads);
+    master = std::make_unique<SentimentModel<float>>(cell, cfg, *master_backend);
+    master->params().init(o.seed);
+    if (!pretrained.empty()) master->params().set_host(master->params().id("embed"), pretrained);
+    master->params().set_optimizer(oc);
+    server = std::make_unique<memory::SspServer<float>>(master->params(), o.workers, o.staleness);
+  }
+  SentimentModel<float>& model = ssp ? *master : *workers[0].model;
   auto& ps = model.params();
 
   std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ULL);
@@ -317,8 +338,11 @@ int run_train(const TrainOptions& given) {
         static_cast<int>(resumed.opt_state.size()) != ps.optimizer_state_slots())
       fail("{}: checkpoint does not match the model (parameters or optimizer state differ)",
            checkpoint_path);
-    for (auto& w : workers) {
-      auto& wps = w.model->params();
+    std::vector<SentimentModel<float>*> all;
+    for (auto& w : workers) all.push_back(w.model.get());
+    if (master) all.push_back(master.get());
+    for (auto* wm : all) {
+      auto& wps = wm->params();
       wps.set_flat_host(-1, resumed.params);
       for (int k = 0; k < wps.optimizer_state_slots(); ++k) {
         if (resumed.opt_state[k].size() != wps.total_elements())
@@ -388,6 +412,44 @@ int run_train(const TrainOptions& given) {
     Progress bar(fmt::format("epoch {}/{}", epoch, o.epochs), static_cast<long>(order.size()),
                  "trees", stderr, false);
     if (!o.progress) bar.finish();
+    if (ssp) {
+      // Every worker walks its shards of this epoch's batches; one clock per batch.
+      double t0 = now_s();
+      std::vector<double> losses(o.workers, 0.0);
+      std::vector<long> labels(o.workers, 0);
+      server->start_epoch();
+      on_workers(o.workers, o.threads, nullptr, [&](int r) {
+        try {
+          std::vector<const scheduler::Graph*> gb;
+          for (size_t i = 0; i < order.size(); i += o.batch) {
+            gb.clear();
+            for (size_t j = i; j < std::min(order.size(), i + o.batch); ++j)
+              gb.push_back(&data.train[order[j]].graph);
+            auto shards = shard_batch(gb, o.workers);
+            auto& wm = *workers[r].model;
+            wm.params().zero_grads();
+            if (!shards[r].empty()) {
+              GraphBatch b = scheduler::make_batch(shards[r]);
+              double l = wm.train_batch(b, 1.0f / static_cast<float>(gb.size()));
+              if (!std::isfinite(l))
+                fail("worker {}, epoch {}, batch at tree {}: non-finite loss", r, epoch, i);
+              losses[r] += l;
+              for (int lab : b.label) labels[r] += lab >= 0;
+            }
+            server->push(r, wm.params());
+            server->advance(r, wm.params());
+          }
+          server->finish(r);
+        } catch (const std::exception& e) {
+          server->abort(r, e.what());
+          throw;
+        }
+      });
+      for (int r = 0; r < o.workers; ++r) st.loss_sum += losses[r], st.labelled += labels[r];
+      st.step += static_cast<long>((order.size() + o.batch - 1) / o.batch);
+      st.next = static_cast<long>(order.size());
+      st.train_s += now_s() - t0;
+    }
     for (size_t i = st.next; i < order.size(); i += o.batch) {
       double t0 = now_s();
       g.clear();
@@ -449,6 +511,15 @@ int run_train(const TrainOptions& given) {
     m["peak_arena_bytes"] = model.arena().peak_bytes();
     m["skipped_batches"] = st.skipped;
     m["workers"] = o.workers;
+    if (server) {
+      m["staleness"] = o.staleness;
+      m["ssp_waits"] = server->waits();
+      m["ssp_max_lead"] = server->max_lead();
+      m["sync_bytes"] = server->bytes();
+      nlohmann::json h;
+      for (auto [lead, n] : server->staleness_histogram()) h[std::to_string(lead)] = n;
+      m["ssp_lead_histogram"] = h;
+    }
     if (sync) {
       double wait = 0;
       long bytes = 0;

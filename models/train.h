@@ -19,7 +19,8 @@ struct TrainOptions {
   float clip = 0.f;
   std::string embeddings;  // GloVe text file, optional
   int threads = 1;           // threads for the math, per worker
-  int workers = 1;           // data-parallel workers (threads) under BSP
+  int workers = 1;           // data-parallel workers (threads)
+  int staleness = -1;        // -1: BSP (summed gradients); s >= 0: SSP with bound s
   std::uint64_t seed = 1;
   std::string out = "runs/latest";
   bool progress = true;
