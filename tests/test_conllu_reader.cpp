@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "models/conllu_reader.h"
+#include "tests/test_files.h"
 
 namespace copse::models {
 namespace {
@@ -24,10 +25,7 @@ std::string conllu_error(const std::string& text) {
   return "";
 }
 
-std::vector<int> kids(const LabeledTree& t, int v) {
-  const auto& g = t.graph;
-  return {g.children.begin() + g.child_ptr[v], g.children.begin() + g.child_ptr[v + 1]};
-}
+using testutil::kids;
 
 // ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC
 std::string word(int id, const std::string& form, const std::string& head) {

@@ -10,28 +10,17 @@
 
 #include "common/error.h"
 #include "models/embeddings.h"
+#include "tests/test_files.h"
 
 namespace copse::models {
 namespace {
 
-namespace fs = std::filesystem;
-
-class EmbeddingsTest : public ::testing::Test {
+class EmbeddingsTest : public testutil::TempDirTest {
  protected:
+  EmbeddingsTest() : TempDirTest("copse_glove") {}
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        fs::path(::testing::TempDir()) / fmt::format("copse_glove_{}_{}", info->name(), ::getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
     for (const char* w : {"the", "cat", "caf\xC3\xA9", "dog"}) vocab_.add(w);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string write_file(const std::string& name, const std::string& bytes) {
-    const std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path;
   }
 
   // Table of vocab_.size() rows of width 3, poisoned with NaN.
@@ -49,7 +38,6 @@ class EmbeddingsTest : public ::testing::Test {
     return "";
   }
 
-  fs::path dir_;
   Vocab vocab_;  // <unk>=0 the=1 cat=2 café=3 dog=4
 };
 

@@ -24,6 +24,7 @@
 #include "scheduler/executor.h"
 #include "scheduler/graph_batch.h"
 #include "tests/random_graphs.h"
+#include "tests/reference_harness.h"
 #include "vertex/builder.h"
 #include "vertex/plan.h"
 
@@ -79,13 +80,7 @@ FdReport finite_difference_check(memory::ParamStore<double>& ps, const std::set<
     double* p = ps.param(id);
     for (std::size_t k :
          sample_entries(ps.numel(id), ps.row_width(id), spec.sparse_rows ? &rows : nullptr, rng)) {
-      const double saved = p[k];
-      p[k] = saved + kEps;
-      const double lp = loss();
-      p[k] = saved - kEps;
-      const double lm = loss();
-      p[k] = saved;
-      const double fd = (lp - lm) / (2 * kEps);
+      const double fd = central_difference(p[k], kEps, loss);
       const double err = std::abs(fd - an[k]);
       const double scale = std::max(std::abs(fd), std::abs(an[k]));
       EXPECT_LE(err, kRtol * scale + kAtol)
@@ -111,14 +106,6 @@ std::vector<Graph> check_graphs(int max_kids) {
   graphs.push_back(single_vertex(4));
   graphs.push_back(single_vertex(-1));
   return graphs;
-}
-
-// Fills the arena's memory with NaN and resets it, so every buffer the runtime
-// takes from it starts as NaN: a row it forgets to write shows up as NaN.
-void poison(memory::Arena<double>& arena, std::size_t count) {
-  double* p = arena.alloc(count);
-  std::fill(p, p + count, std::numeric_limits<double>::quiet_NaN());
-  arena.reset();
 }
 
 // One vertex function, run by the executor in double over check_graphs();
@@ -358,21 +345,13 @@ TEST(GradCheck, PullFromTwoTables) {
 void check_sentiment(bool fuse) {
   SCOPED_TRACE(fuse ? "fused" : "unfused");
   ops::CpuBackend<double> be(1);
-  models::SentimentConfig cfg;
-  cfg.vocab = kVocab;
-  cfg.embed = 5;
-  cfg.hidden = 4;
-  cfg.classes = 3;
-  cfg.embed_init = 0.5f;
+  models::SentimentConfig cfg = small_sentiment_config(kVocab);
   cfg.fuse = fuse;
   models::SentimentModel<double> model(models::tree_lstm_cell(cfg.embed, cfg.hidden), cfg, be);
   auto& ps = model.params();
   ps.init(21);
   std::mt19937 rng(22);
-  std::uniform_real_distribution<double> bias(-0.5, 0.5);
-  for (int id = 0; id < ps.size(); ++id)
-    if (ps.spec(id).shape.size() == 1)
-      for (std::size_t k = 0; k < ps.numel(id); ++k) ps.param(id)[k] = bias(rng);
+  randomize_biases(ps, rng);
 
   std::vector<Graph> graphs;
   for (int leaves : {1, 3, 6, 9}) graphs.push_back(random_binary_tree(leaves, rng, kVocab, false));

@@ -9,30 +9,14 @@
 
 #include "common/error.h"
 #include "models/ptb_reader.h"
+#include "tests/test_files.h"
 
 namespace copse::models {
 namespace {
 
-namespace fs = std::filesystem;
-
-class PtbReaderTest : public ::testing::Test {
+class PtbReaderTest : public testutil::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        fs::path(::testing::TempDir()) / fmt::format("copse_ptb_{}_{}", info->name(), ::getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string write_file(const std::string& name, const std::string& bytes) {
-    const std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path;
-  }
-
-  fs::path dir_;
+  PtbReaderTest() : TempDirTest("copse_ptb") {}
 };
 
 // The message of the copse::Error that parse_ptb_line throws ("" if none).
@@ -54,10 +38,7 @@ std::string file_error(const std::string& path) {
   return "";
 }
 
-std::vector<int> kids(const LabeledTree& t, int v) {
-  const auto& g = t.graph;
-  return {g.children.begin() + g.child_ptr[v], g.children.begin() + g.child_ptr[v + 1]};
-}
+using testutil::kids;
 
 TEST_F(PtbReaderTest, ParsesPostOrderWithLabelsAndWords) {
   const LabeledTree t = parse_ptb_line("(3 (2 (2 The) (1 Rock)) (4 rocks))", "f.txt", 7, 5);

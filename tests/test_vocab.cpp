@@ -7,28 +7,14 @@
 
 #include "common/error.h"
 #include "models/vocab.h"
+#include "tests/test_files.h"
 
 namespace copse::models {
 namespace {
 
-namespace fs = std::filesystem;
-
-class VocabTest : public ::testing::Test {
+class VocabTest : public testutil::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        fs::path(::testing::TempDir()) / fmt::format("copse_vocab_{}_{}", info->name(), ::getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string write_file(const std::string& name, const std::string& bytes) {
-    const std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path;
-  }
+  VocabTest() : TempDirTest("copse_vocab") {}
 
   std::string load_error(const std::string& path) {
     try {
@@ -38,8 +24,6 @@ class VocabTest : public ::testing::Test {
     }
     return "";
   }
-
-  fs::path dir_;
 };
 
 std::vector<LabeledTree> sample_trees() {
