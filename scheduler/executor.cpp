@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "scheduler/executor_timer.h"
 
 namespace copse::scheduler {
 
@@ -16,20 +17,6 @@ using vertex::Phase;
 using vertex::Step;
 using vertex::StepKind;
 
-namespace {
-using Clock = std::chrono::steady_clock;
-struct Timer {
-  bool on;
-  double* acc;
-  Clock::time_point t0;
-  Timer(bool enabled, double* a) : on(enabled), acc(a) {
-    if (on) t0 = Clock::now();
-  }
-  ~Timer() {
-    if (on) *acc += std::chrono::duration<double>(Clock::now() - t0).count();
-  }
-};
-}  // namespace
 
 template <typename T>
 Executor<T>::Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend,
@@ -302,6 +289,18 @@ void Executor<T>::forward(const GraphBatch& batch) {
 }
 
 template <typename T>
+typename Executor<T>::GemmOperands Executor<T>::gemm_operands(const Step& s) {
+  GemmOperands g;
+  g.out = s.out_width;
+  g.K = plan_.fn.params[s.param].shape[1];
+  g.mv = plan_.node_value[s.node];
+  g.ldm = ld_of(g.mv);
+  g.ldx = plan_.buffers[s.in_buf].width;
+  g.w = step_weight(s) + s.w_col;
+  return g;
+}
+
+template <typename T>
 void Executor<T>::forward_step(const Step& s, int level) {
   const GraphBatch& b = *batch_;
   const auto& nd = plan_.fn.nodes[s.node];
@@ -360,13 +359,9 @@ void Executor<T>::forward_step(const Step& s, int level) {
       break;
     }
     case StepKind::MatMul: {
-      const int out = s.out_width;
-      const int K = plan_.fn.params[s.param].shape[1];
-      int mv = plan_.node_value[s.node];
-      long ldm = ld_of(mv);
-      long ldx = plan_.buffers[s.in_buf].width;
+      const auto [out, K, mv, ldm, ldx, w] = gemm_operands(s);
+      (void)mv;
       auto x_at = [&](int row) { return buf_[s.in_buf] + static_cast<long>(row) * ldx + s.in_col; };
-      const T* w = step_weight(s) + s.w_col;
       if (level >= 0) {
         if (all_zero_at(s.part_inputs, level)) {
           ++stats_.zero_skipped;
@@ -464,217 +459,6 @@ void Executor<T>::set_push_grad(const std::string& name, const T* grad, long ld)
   be_.copy_rows(batch_->num_rows, plan_.fn.nodes[node].width, grad, ld, grad_ptr(v, 0), ld_of(v),
                 !assign);
   push_set_[o] = 1;
-}
-
-template <typename T>
-void Executor<T>::backward() {
-  if (!opts_.training) fail("vertex function {}: backward() on an inference executor", plan_.fn.name);
-  if (!have_forward_) fail("vertex function {}: backward() before forward()", plan_.fn.name);
-  have_forward_ = false;
-  const auto& fn = plan_.fn;
-  for (size_t o = 0; o < fn.outputs.size(); ++o) {
-    int v = plan_.node_value[fn.outputs[o].value];
-    if (!push_set_[o] && plan_.values[v].push_assign && plan_.values[v].base == v)
-      fill(batch_->num_rows, plan_.values[v].width, grad_ptr(v, 0), ld_of(v));
-  }
-  const auto& steps = plan_.steps;
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
-    if (it->phase == Phase::Output) backward_step(*it, -1);
-  for (int l = batch_->num_levels - 1; l >= 0; --l)
-    for (auto it = steps.rbegin(); it != steps.rend(); ++it)
-      if (it->phase == Phase::Level) backward_step(*it, l);
-  for (const Step& s : steps)
-    if (s.phase == Phase::Level) lazy_param_grads(s);
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
-    if (it->phase == Phase::Hoisted) {
-      backward_step(*it, -1);
-      lazy_param_grads(*it);
-    }
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
-    if (it->phase == Phase::Output) lazy_param_grads(*it);
-}
-
-template <typename T>
-void Executor<T>::backward_step(const Step& s, int level) {
-  const GraphBatch& b = *batch_;
-  const auto& nd = plan_.fn.nodes[s.node];
-  Range rr = rows_of(s.domain, level);
-  const int n = rr.end - rr.begin;
-  // EdgeParent writes the vertex rows (zeros where a level has no edges).
-  if (n == 0 && s.kind != StepKind::EdgeParent) return;
-  switch (s.kind) {
-    case StepKind::Pull: {
-      const PullBinding& p = pulls_[pull_of_node_[s.node]];
-      if (p.param < 0) break;
-      T* table_grad = params_.grad(p.param);
-      touched_.clear();
-      for (int r = rr.begin; r < rr.end; ++r)
-        if (b.input[r] >= 0) touched_.push_back(b.input[r]);
-      Timer t(opts_.profile, &stats_.t_gather);
-      ++stats_.gather_calls;
-      be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
-                           ld_of(plan_.node_value[s.node]), b.input.data() + rr.begin, table_grad,
-                           p.ld);
-      params_.touch_rows(p.param, touched_.data(), static_cast<int>(touched_.size()));
-      break;
-    }
-    case StepKind::Gather: {
-      if (zero_at(s.node, level)) break;
-      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
-      Timer t(opts_.profile, &stats_.t_gather);
-      ++stats_.gather_calls;
-      be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
-                           ld_of(plan_.node_value[s.node]), slot_idx_[nd.slot].data() + rr.begin,
-                           node_grad_ptr(sv, 0), ld_of(plan_.node_value[sv]));
-      break;
-    }
-    case StepKind::EdgeChild: {
-      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
-      Timer t(opts_.profile, &stats_.t_gather);
-      ++stats_.gather_calls;
-      be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
-                           ld_of(plan_.node_value[s.node]), b.edge_child.data() + rr.begin,
-                           node_grad_ptr(sv, 0), ld_of(plan_.node_value[sv]));
-      break;
-    }
-    case StepKind::EdgeParent: {
-      // d(parent value) (+)= sum over the parent's edges of d(edge value).
-      int src = nd.in[0];
-      Range vr = rows_of(Domain::Vertex, level);
-      const int* ptr = b.child_ptr.data() + vr.begin;
-      Timer t(opts_.profile, &stats_.t_gather);
-      ++stats_.gather_calls;
-      be_.segment_sum(vr.end - vr.begin, nd.width, ptr, node_grad_ptr(s.node, ptr[0]),
-                      ld_of(plan_.node_value[s.node]), node_grad_ptr(src, vr.begin),
-                      ld_of(plan_.node_value[src]), false, s.grad_accumulate);
-      break;
-    }
-    case StepKind::ReduceEdges: {
-      // d(edge value)[e] (+)= d(out)[parent(e)] (/ deg for a mean).
-      int src = nd.in[0];
-      Range er = rows_of(Domain::Edge, level);
-      int ne = er.end - er.begin;
-      if (ne == 0) break;
-      long lds = ld_of(plan_.node_value[src]);
-      T* dst = node_grad_ptr(src, er.begin);
-      T* tmp = dst;
-      long ldt = lds;
-      if (s.grad_accumulate) {
-        tmp = arena_.alloc(static_cast<size_t>(ne) * nd.width);
-        ldt = nd.width;
-      }
-      Timer t(opts_.profile, &stats_.t_gather);
-      ++stats_.gather_calls;
-      be_.gather_rows(ne, nd.width, node_grad_ptr(s.node, 0), ld_of(plan_.node_value[s.node]),
-                      b.edge_parent.data() + er.begin, tmp, ldt);
-      if (nd.reduce == vertex::Reduce::Mean)
-        be_.scale_rows(ne, nd.width, edge_scale_.data() + er.begin, tmp, ldt);
-      if (s.grad_accumulate) be_.copy_rows(ne, nd.width, tmp, ldt, dst, lds, true);
-      break;
-    }
-    case StepKind::MatMul: {
-      const int out = s.out_width;
-      const int K = plan_.fn.params[s.param].shape[1];
-      int mv = plan_.node_value[s.node];
-      long ldm = ld_of(mv);
-      long ldx = plan_.buffers[s.in_buf].width;
-      auto dx_at = [&](int row) { return gbuf_[s.in_buf] + static_cast<long>(row) * ldx + s.in_col; };
-      const T* w = step_weight(s) + s.w_col;
-      T beta = s.grad_accumulate ? T(1) : T(0);
-      Range a = rr;
-      if (level >= 0) {
-        if (all_zero_at(s.part_inputs, level)) {
-          if (!s.grad_accumulate) fill(n, s.k, dx_at(rr.begin), ldx);
-          break;
-        }
-      } else {
-        a = active_rows(s.part_inputs, s.domain);
-        if (!s.grad_accumulate) {
-          fill(a.begin - rr.begin, s.k, dx_at(rr.begin), ldx);
-          fill(rr.end - a.end, s.k, dx_at(a.end), ldx);
-        }
-      }
-      // dX = dM . W[:, part]      [rows, k] = [rows, out] . [out, k]
-      if (a.end > a.begin)
-        gemm(false, false, a.end - a.begin, s.k, out, T(1), grad_ptr(mv, a.begin), ldm, w, K, beta,
-             dx_at(a.begin), ldx);
-      break;
-    }
-    case StepKind::Copy: {
-      long lds = plan_.buffers[s.in_buf].width;
-      Timer t(opts_.profile, &stats_.t_gather);
-      ++stats_.gather_calls;
-      be_.copy_rows(n, nd.width, gbuf_[s.in_buf] + static_cast<long>(rr.begin) * lds + s.in_col, lds,
-                    node_grad_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
-                    s.grad_accumulate);
-      break;
-    }
-    case StepKind::Fused: {
-      const auto& reg = plan_.regions[s.region];
-      const size_t nin = reg.inputs.size();
-      in_views_.resize(nin + reg.outputs.size());
-      out_views_.resize(nin);
-      for (size_t k = 0; k < nin; ++k) {
-        int j = reg.inputs[k];
-        const auto& jn = plan_.fn.nodes[j];
-        if (jn.op == Op::ParamRow) {
-          in_views_[k] = {params_.param(param_ids_[plan_.fn.find_param(jn.name)]), 0};
-          out_views_[k] = {param_row_grad_[s.region][k] + static_cast<long>(rr.begin) * jn.width,
-                           jn.width};
-        } else {
-          in_views_[k] = {node_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
-          out_views_[k] = {node_grad_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
-        }
-      }
-      for (size_t k = 0; k < reg.outputs.size(); ++k) {
-        int j = reg.outputs[k];
-        in_views_[nin + k] = {node_grad_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
-      }
-      Timer t(opts_.profile, &stats_.t_fused);
-      ++stats_.fused_calls;
-      be_.run_fused(reg.bwd, n, in_views_.data(), out_views_.data());
-      break;
-    }
-  }
-}
-
-// Parameter gradients, once per batch over all rows (lazy batching):
-//   dW[:, part] += dM^T . X      [out, k] = [rows, out]^T . [rows, k]
-//   db += colsum(d(bias rows))
-template <typename T>
-void Executor<T>::lazy_param_grads(const Step& s) {
-  if (s.kind == StepKind::MatMul) {
-    const int K = plan_.fn.params[s.param].shape[1];
-    int mv = plan_.node_value[s.node];
-    long ldx = plan_.buffers[s.in_buf].width;
-    Range a = active_rows(s.part_inputs, s.domain);
-    if (a.end <= a.begin) return;
-    const bool direct = s.mm_params.size() <= 1 || weights_adjacent(s);
-    T* dw = weight_grad(s.param);
-    if (!direct) dw = arena_.alloc(static_cast<size_t>(s.out_width) * K);
-    gemm(true, false, s.out_width, s.k, a.end - a.begin, T(1), grad_ptr(mv, a.begin), ld_of(mv),
-         buf_[s.in_buf] + static_cast<long>(a.begin) * ldx + s.in_col, ldx, direct ? T(1) : T(0),
-         dw + s.w_col, K);
-    if (!direct) {
-      int row = 0;
-      for (int p : s.mm_params) {
-        int out = plan_.fn.params[p].shape[0];
-        be_.copy_rows(out, s.k, dw + static_cast<long>(row) * K + s.w_col, K,
-                      weight_grad(p) + s.w_col, K, true);
-        row += out;
-      }
-    }
-  } else if (s.kind == StepKind::Fused) {
-    const auto& reg = plan_.regions[s.region];
-    Range rr = rows_of(s.domain, -1);
-    for (size_t k = 0; k < reg.inputs.size(); ++k) {
-      const auto& jn = plan_.fn.nodes[reg.inputs[k]];
-      if (jn.op != Op::ParamRow || rr.end == 0) continue;
-      Timer t(opts_.profile, &stats_.t_other);
-      be_.colsum(rr.end, jn.width, param_row_grad_[s.region][k], jn.width,
-                 weight_grad(plan_.fn.find_param(jn.name)), true);
-    }
-  }
 }
 
 template class Executor<float>;

@@ -95,6 +95,14 @@ class Executor {
   bool weights_adjacent(const vertex::Step& s) const;
   T* weight_grad(int param_index);
 
+  // The operands of a GEMM step: M [rows, out_width] (ld ldm), the part's
+  // input block X (ld ldx), the stacked weight columns of the part (ld K).
+  struct GemmOperands {
+    int out = 0, K = 0, mv = -1;
+    long ldm = 0, ldx = 0;
+    const T* w = nullptr;
+  };
+  GemmOperands gemm_operands(const vertex::Step& s);
   void forward_step(const vertex::Step& s, int level);
   void backward_step(const vertex::Step& s, int level);
   void lazy_param_grads(const vertex::Step& s);

@@ -1,0 +1,184 @@
+// Support for `copse train` / `copse eval`: data loading, batching,
+// evaluation, model files, option maps, sharding (see train_util.h).
+#include "models/train_util.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "memory/safetensors.h"
+#include "models/ptb_reader.h"
+#include "models/sequence_reader.h"
+#include "models/synthetic_treebank.h"
+
+namespace copse::models {
+
+namespace fs = std::filesystem;
+using scheduler::GraphBatch;
+
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+
+Dataset load_data(const TrainOptions& o) {
+  Dataset d;
+  if (o.data_dir.empty()) {
+    auto s = make_synthetic_splits(o.seed);
+    d.train = std::move(s.train);
+    d.dev = std::move(s.dev);
+    d.test = std::move(s.test);
+    d.source = fmt::format("synthetic compositional treebank (seed {})", o.seed);
+    return d;
+  }
+  if (!fs::is_directory(o.data_dir)) fail("{}: not a directory", o.data_dir);
+  d.train = read_ptb_file((fs::path(o.data_dir) / "train.txt").string());
+  d.dev = read_ptb_file((fs::path(o.data_dir) / "dev.txt").string());
+  d.test = read_ptb_file((fs::path(o.data_dir) / "test.txt").string());
+  d.source = o.data_dir;
+  return d;
+}
+
+bool is_sequence_model(const std::string& model) {
+  return model == "lstm" || model == "gru" || model == "lstm2";
+}
+
+void prepare_inputs(const std::string& model, std::vector<LabeledTree>& trees, Vocab* vocab,
+                    bool grow_vocab) {
+  if (is_sequence_model(model))
+    for (auto& t : trees) t = ptb_to_chain(t);
+  if (grow_vocab)
+    for (auto& t : trees)
+      for (const auto& w : t.token)
+        if (!w.empty()) vocab->add(w);
+  for (auto& t : trees) {
+    if (is_sequence_model(model))
+      assign_all_inputs(*vocab, t);
+    else
+      vocab->assign_inputs(t);
+  }
+}
+
+std::vector<GraphBatch> make_batches(const std::vector<LabeledTree>& trees, int batch) {
+  std::vector<GraphBatch> out;
+  std::vector<const scheduler::Graph*> g;
+  for (size_t i = 0; i < trees.size(); i += batch) {
+    g.clear();
+    for (size_t j = i; j < std::min(trees.size(), i + batch); ++j) g.push_back(&trees[j].graph);
+    out.push_back(scheduler::make_batch(g));
+  }
+  return out;
+}
+
+EvalCounts evaluate(SentimentModel<float>& m, const std::vector<GraphBatch>& batches) {
+  EvalCounts c;
+  for (const auto& b : batches) m.evaluate_batch(b, c);
+  return c;
+}
+
+void save_model(const std::string& path, SentimentModel<float>& m, const Vocab& vocab,
+                const std::map<std::string, std::string>& extra) {
+  auto& ps = m.params();
+  std::vector<memory::TensorData> ts;
+  for (int i = 0; i < ps.size(); ++i) {
+    memory::TensorData t;
+    t.name = ps.spec(i).name;
+    for (int d : ps.spec(i).shape) t.shape.push_back(d);
+    t.data = ps.get_host(i);
+    ts.push_back(std::move(t));
+  }
+  std::map<std::string, std::string> meta = extra;
+  std::string words;
+  for (int i = 0; i < vocab.size(); ++i) {
+    words += vocab.token(i);
+    words += '\n';
+  }
+  meta["copse.vocab"] = words;
+  meta["copse.cell"] = m.plan().fn.name;
+  meta["copse.embed"] = std::to_string(m.config().embed);
+  meta["copse.hidden"] = std::to_string(m.config().hidden);
+  meta["copse.classes"] = std::to_string(m.config().classes);
+  memory::save_safetensors(path, ts, meta);
+}
+
+
+std::map<std::string, std::string> options_map(const TrainOptions& o) {
+  return {{"data", o.data_dir},          {"model", o.model},
+          {"epochs", std::to_string(o.epochs)},
+          {"batch", std::to_string(o.batch)}, {"embed", std::to_string(o.embed)},
+          {"hidden", std::to_string(o.hidden)}, {"optimizer", o.optimizer},
+          {"lr", fmt::format("{}", o.lr)},   {"l2", fmt::format("{}", o.l2)},
+          {"clip", fmt::format("{}", o.clip)}, {"embeddings", o.embeddings},
+          {"threads", std::to_string(o.threads)}, {"seed", std::to_string(o.seed)},
+          {"workers", std::to_string(o.workers)}, {"staleness", std::to_string(o.staleness)},
+          {"checkpoint_every", std::to_string(o.checkpoint_every)},
+          {"skip_nonfinite", o.skip_nonfinite ? "1" : "0"}};
+}
+
+TrainOptions options_from_map(const std::map<std::string, std::string>& m, const std::string& path) {
+  auto get = [&](const char* k) {
+    auto it = m.find(k);
+    if (it == m.end()) fail("{}: checkpoint lacks option '{}'", path, k);
+    return it->second;
+  };
+  TrainOptions o;
+  o.data_dir = get("data");
+  o.model = get("model");
+  o.epochs = std::stoi(get("epochs"));
+  o.batch = std::stoi(get("batch"));
+  o.embed = std::stoi(get("embed"));
+  o.hidden = std::stoi(get("hidden"));
+  o.optimizer = get("optimizer");
+  o.lr = std::stof(get("lr"));
+  o.l2 = std::stof(get("l2"));
+  o.clip = std::stof(get("clip"));
+  o.embeddings = get("embeddings");
+  o.threads = std::stoi(get("threads"));
+  o.workers = std::stoi(get("workers"));
+  o.staleness = std::stoi(get("staleness"));
+  o.seed = std::stoull(get("seed"));
+  o.checkpoint_every = std::stol(get("checkpoint_every"));
+  o.skip_nonfinite = get("skip_nonfinite") == "1";
+  return o;
+}
+
+void write_lines_atomic(const std::string& path, const std::vector<std::string>& lines) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    for (const auto& l : lines) f << l << "\n";
+    f.flush();
+    if (!f) fail("{}: cannot write", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+std::vector<std::vector<const scheduler::Graph*>> shard_batch(
+    const std::vector<const scheduler::Graph*>& g, int workers) {
+  std::vector<int> idx(g.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) {
+    return g[a]->num_vertices() > g[b]->num_vertices();
+  });
+  std::vector<long> load(workers, 0);
+  std::vector<int> owner(g.size());
+  for (int i : idx) {
+    int w = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[i] = w;
+    load[w] += g[i]->num_vertices();
+  }
+  std::vector<std::vector<const scheduler::Graph*>> shards(workers);
+  for (size_t i = 0; i < g.size(); ++i) shards[owner[i]].push_back(g[i]);
+  return shards;
+}
+
+
+
+}  // namespace copse::models

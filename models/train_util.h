@@ -1,0 +1,87 @@
+// Support for `copse train` / `copse eval` (models/train.cpp): data loading,
+// batching, evaluation, model files, option maps, sharding over workers.
+#pragma once
+
+#include <exception>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <omp.h>
+
+#include "memory/thread_sync.h"
+#include "models/ptb_reader.h"
+#include "models/sentiment_model.h"
+#include "models/train.h"
+#include "models/vocab.h"
+#include "ops/cpu_backend.h"
+#include "scheduler/graph_batch.h"
+
+namespace copse::models {
+
+double now_s();
+
+struct Dataset {
+  std::vector<LabeledTree> train, dev, test;
+  std::string source;
+};
+// PTB train/dev/test from o.data_dir, or the synthetic treebank.
+Dataset load_data(const TrainOptions& o);
+
+// Sequence cells read each sentence as a chain of its words (root label on
+// the last word); tree cells read the trees.
+bool is_sequence_model(const std::string& model);
+void prepare_inputs(const std::string& model, std::vector<LabeledTree>& trees, Vocab* vocab,
+                    bool grow_vocab);
+
+std::vector<scheduler::GraphBatch> make_batches(const std::vector<LabeledTree>& trees, int batch);
+EvalCounts evaluate(SentimentModel<float>& m, const std::vector<scheduler::GraphBatch>& batches);
+// The parameters, the vocabulary and the sizes, for `copse eval`.
+void save_model(const std::string& path, SentimentModel<float>& m, const Vocab& vocab,
+                const std::map<std::string, std::string>& extra);
+
+// The options that define a run, as stored in a checkpoint, and back.
+std::map<std::string, std::string> options_map(const TrainOptions& o);
+TrainOptions options_from_map(const std::map<std::string, std::string>& m, const std::string& path);
+// Replaces `path` with `lines` atomically.
+void write_lines_atomic(const std::string& path, const std::vector<std::string>& lines);
+
+// Splits a batch over workers so each gets a similar number of vertices
+// (largest trees first to the least loaded worker); shards keep batch order.
+std::vector<std::vector<const scheduler::Graph*>> shard_batch(
+    const std::vector<const scheduler::Graph*>& g, int workers);
+
+struct Worker {
+  std::unique_ptr<ops::CpuBackend<float>> backend;
+  std::unique_ptr<SentimentModel<float>> model;
+};
+
+// Runs fn(rank) on every worker, in threads when there are several; the first
+// exception is rethrown after all have finished (a failing worker aborts the
+// gradient sync so the others do not wait for it).
+template <typename Fn>
+void on_workers(int workers, int threads, memory::ThreadGradSync<float>* sync, const Fn& fn) {
+  if (workers == 1) {
+    fn(0);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(workers);
+  std::vector<std::thread> pool;
+  for (int r = 0; r < workers; ++r)
+    pool.emplace_back([&, r] {
+      omp_set_num_threads(threads);
+      try {
+        fn(r);
+      } catch (const std::exception& e) {
+        errors[r] = std::current_exception();
+        if (sync) sync->abort(r, e.what());
+      }
+    });
+  for (auto& t : pool) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace copse::models
