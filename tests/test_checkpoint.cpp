@@ -91,20 +91,25 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-TEST_F(Checkpoint, KilledRunsResumeToBitIdenticalParameters) {
-  fs::path ref = dir_ / "ref";
-  ASSERT_EQ(run(join(kTrain) + "--out " + ref.string(), dir_), 0);
+// Kills runs with `extra` flags at random moments (up to three times each,
+// resuming in between) and checks the final and best parameters against an
+// uninterrupted run, bit for bit.
+void check_kill_and_resume(const fs::path& dir, const std::vector<std::string>& extra,
+                           unsigned seed) {
+  std::vector<std::string> train = kTrain;
+  train.insert(train.end(), extra.begin(), extra.end());
+  fs::path ref = dir / "ref";
+  ASSERT_EQ(run(join(train) + "--out " + ref.string(), dir), 0);
   const std::string ref_model = slurp(ref / "model.safetensors");
   const std::vector<float> ref_params = final_params(ref);
   ASSERT_FALSE(ref_model.empty());
 
-  std::mt19937 rng(20261121);
+  std::mt19937 rng(seed);
   for (int trial = 0; trial < 3; ++trial) {
-    fs::path out = dir_ / ("run" + std::to_string(trial));
-    auto args = kTrain;
+    fs::path out = dir / ("run" + std::to_string(trial));
+    auto args = train;
     args.push_back("--out");
     args.push_back(out.string());
-    // Up to three kills at random moments, each followed by a resume.
     int kills = 0;
     for (int k = 0; k < 3; ++k) {
       int ms = std::uniform_int_distribution<int>(50, 900)(rng);
@@ -116,8 +121,8 @@ TEST_F(Checkpoint, KilledRunsResumeToBitIdenticalParameters) {
     }
     std::string err;
     int rc = fs::exists(out / "checkpoint.safetensors")
-                 ? run("train --resume " + out.string() + " --quiet", dir_, &err)
-                 : run(join(args), dir_, &err);
+                 ? run("train --resume " + out.string() + " --quiet", dir, &err)
+                 : run(join(args), dir, &err);
     ASSERT_EQ(rc, 0) << err;
     EXPECT_TRUE(slurp(out / "model.safetensors") == ref_model)
         << "trial " << trial << " after " << kills << " kills: best model differs";
@@ -126,6 +131,15 @@ TEST_F(Checkpoint, KilledRunsResumeToBitIdenticalParameters) {
     EXPECT_EQ(0, std::memcmp(p.data(), ref_params.data(), p.size() * sizeof(float)))
         << "trial " << trial << ": final parameters differ";
   }
+}
+
+TEST_F(Checkpoint, KilledRunsResumeToBitIdenticalParameters) {
+  check_kill_and_resume(dir_, {}, 20261121);
+}
+
+// The same with two data-parallel workers under BSP.
+TEST_F(Checkpoint, KilledBspRunsResumeToBitIdenticalParameters) {
+  check_kill_and_resume(dir_, {"--workers", "2"}, 4242);
 }
 
 TEST_F(Checkpoint, CorruptOrTruncatedCheckpointIsRefused) {
