@@ -175,6 +175,8 @@ std::vector<LabeledTree> parse_conllu(std::string_view text, const std::string& 
     const int expected = static_cast<int>(s.form.size()) + 1;
     if (!parse_int(id, &id_value) || id_value != expected)
       fail("{}:{}:1: word ID '{}' out of sequence, expected {}", file, line_no, id, expected);
+    if (f[1].empty())  // CoNLL-U fields are never empty ("_" when unknown)
+      fail("{}:{}:{}: empty FORM of word {}", file, line_no, col[1] + 1, expected);
     int head = 0;
     if (!parse_int(f[6], &head))
       fail("{}:{}:{}: HEAD '{}' is not an integer", file, line_no, col[6] + 1, f[6]);

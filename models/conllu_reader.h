@@ -25,11 +25,12 @@ namespace copse::models {
 //
 // Errors "FILE:LINE:COL: what" (1-based, COL in bytes): wrong column count
 // (COL one past the end when too few, the 11th column when too many), a word
-// ID that is not the next integer (the ID column), a HEAD that is not an
-// integer or is outside [0, words] (the HEAD column), several roots (the HEAD
-// column of the second), no root (the sentence's first word line, COL 1), a
-// cycle (the HEAD column of the first word on it), a bad `# label` (its
-// value), a sentence of comments only (its first line, COL 1), an empty file.
+// ID that is not the next integer (the ID column), an empty FORM (the FORM
+// column), a HEAD that is not an integer or is outside [0, words] (the HEAD
+// column), several roots (the HEAD column of the second), no root (the
+// sentence's first word line, COL 1), a cycle (the HEAD column of the first
+// word on it), a bad `# label` (its value), a sentence of comments only (its
+// first line, COL 1), an empty file.
 std::vector<LabeledTree> parse_conllu(std::string_view text, const std::string& file,
                                       int num_labels = 5);
 std::vector<LabeledTree> read_conllu_file(const std::string& path, int num_labels = 5);

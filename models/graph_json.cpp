@@ -2,6 +2,8 @@
 #include "models/graph_json.h"
 
 #include <cerrno>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 
@@ -27,6 +29,11 @@ FeatureGraph parse_graph_json(std::string_view line, const std::string& file, in
     const size_t cut = what.find(": ");  // drop "[json.exception.parse_error.101] parse error at ..."
     fail("{}:{}:{}: bad JSON: {}", file, line_no, col,
          cut == std::string::npos ? what : what.substr(cut + 2));
+  } catch (const json::exception& e) {  // out_of_range 406: a number that overflows a double
+    std::string what = e.what();
+    const size_t cut = what.find("] ");  // drop "[json.exception.out_of_range.406] "
+    fail("{}:{}:1: bad JSON: {}", file, line_no,
+         cut == std::string::npos ? what : what.substr(cut + 2));
   }
   if (!j.is_object()) bad("expected a JSON object {\"nodes\": [...], \"edges\": [...]}");
   if (!j.contains("nodes") || !j["nodes"].is_array()) bad("missing array \"nodes\"");
@@ -46,11 +53,20 @@ FeatureGraph parse_graph_json(std::string_view line, const std::string& file, in
       bad(fmt::format("node {}: {} features, expected {}", v, f.size(), feat_width));
     for (const json& x : f) {
       if (!x.is_number()) bad(fmt::format("node {}: feature {} is not a number", v, x.dump()));
-      out.feat.push_back(x.get<float>());
+      const float value = x.get<float>();
+      if (!std::isfinite(value))  // 1e39 would become inf, which JSON cannot write back
+        bad(fmt::format("node {}: feature {} is out of the range of a float", v, x.dump()));
+      out.feat.push_back(value);
     }
     if (node.contains("label")) {
       const json& l = node["label"];
-      if (!l.is_number_integer() || l.get<long>() < -1 || l.get<long>() > 1000000000)
+      // Unsigned first: get<long>() would wrap 18446744073709551615 to -1.
+      bool in_range = false;
+      if (l.is_number_unsigned())
+        in_range = l.get<uint64_t>() <= 1000000000u;
+      else if (l.is_number_integer())
+        in_range = l.get<int64_t>() >= -1 && l.get<int64_t>() <= 1000000000;
+      if (!in_range)
         bad(fmt::format("node {}: label {} is not an integer >= -1", v, l.dump()));
       label[v] = l.get<int>();
     }

@@ -20,9 +20,11 @@ struct FeatureGraph {
 };
 
 // One graph. feat_width < 0: taken from the first node (all must agree).
-// Errors "FILE:LINE:COL: what": bad JSON (COL the byte where parsing failed),
-// and with COL 1 (the message names the node or edge): not an object, missing
-// or mistyped "nodes"/"feat"/"label"/"edges", a feature width that differs,
+// Errors "FILE:LINE:COL: what": bad JSON (COL the byte where parsing failed;
+// 1 for a number that overflows a double), and with COL 1 (the message names
+// the node or edge): not an object, missing or mistyped "nodes"/"feat"/"label"
+// /"edges", a feature outside the range of a float, a label outside
+// [-1, 1000000000], a feature width that differs,
 // an edge that is not a pair of integers or names a node out of range, a
 // cycle or self-loop (via Graph::validate), no nodes.
 FeatureGraph parse_graph_json(std::string_view line, const std::string& file, int line_no,

@@ -19,7 +19,8 @@ CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCOPSE_FUZZ
   -DCOPSE_WERROR=ON >/dev/null
 cmake --build "$build" -j "$jobs" --target copse_fuzz_all >/dev/null
 
-targets=(${COPSE_FUZZ_TARGETS:-fuzz_ptb fuzz_glove fuzz_safetensors fuzz_vocab})
+targets=(${COPSE_FUZZ_TARGETS:-fuzz_ptb fuzz_glove fuzz_safetensors fuzz_vocab fuzz_conllu
+  fuzz_sequence fuzz_graph_json})
 status=0
 mkdir -p "$build/artifacts"
 for t in "${targets[@]}"; do

@@ -79,6 +79,9 @@ TEST(ConlluReader, LocatesEveryKindOfBadInput) {
   EXPECT_EQ(conllu_error(word(1, "a", "0") + word(2, "b", "4") + word(3, "c", "2") +
                          word(4, "d", "3")),
             "d.conllu:2:13: HEAD creates a cycle: 2 -> 4 -> 3 -> 2");
+  // An empty FORM (found with fuzz_conllu: it made a word without a token).
+  EXPECT_EQ(conllu_error(word(1, "a", "0") + word(2, "", "1")),
+            "d.conllu:2:3: empty FORM of word 2");
   // IDs out of sequence, bad labels, comments only, empty input.
   EXPECT_EQ(conllu_error(word(1, "a", "0") + word(3, "b", "1")),
             "d.conllu:2:1: word ID '3' out of sequence, expected 2");

@@ -64,6 +64,14 @@ TEST(GraphJson, LocatesBadInput) {
             "g.jsonl:5:1: cycle t");
   EXPECT_EQ(json_error(R"({"nodes":[{"feat":[1],"label":1.5}]})"),
             "g.jsonl:5:1: node 0: label 1.5 is not an integer >= -1");
+  // Found with fuzz_graph_json: a double overflow, a float overflow, a label
+  // that wrapped to -1.
+  EXPECT_EQ(json_error(R"({"nodes":[{"feat":[1e999]}]})"),
+            "g.jsonl:5:1: bad JSON: number overflow parsing '1e999'");
+  EXPECT_EQ(json_error(R"({"nodes":[{"feat":[1e39]}]})"),
+            "g.jsonl:5:1: node 0: feature 1e+39 is out of the range of a float");
+  EXPECT_EQ(json_error(R"({"nodes":[{"feat":[1],"label":18446744073709551615}]})"),
+            "g.jsonl:5:1: node 0: label 18446744073709551615 is not an integer >= -1");
 }
 
 TEST(GraphJson, JsonlFilesKeepOneWidthAndStackFeatures) {

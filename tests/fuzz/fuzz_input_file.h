@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -15,19 +16,29 @@
 
 namespace copse::fuzz {
 
-// One in-memory file (memfd) per process, rewritten for every input and
-// opened by the readers through /proc/self/fd/N: no disk traffic, nothing left
-// behind. Returns its path.
-inline const std::string& write_input_file(const uint8_t* data, size_t size) {
-  static const int fd = [] {
-    const int f = ::memfd_create("copse_fuzz", MFD_CLOEXEC);
-    if (f < 0) {
-      std::perror("memfd_create");
-      std::abort();
+// One in-memory file (memfd) per slot and process, rewritten for every input
+// and opened by the readers through /proc/self/fd/N: no disk traffic, nothing
+// left behind. Slots 0 and 1 are for readers that take two files (the SICK
+// toks + parents pair). Returns its path.
+inline const std::string& write_input_file(const uint8_t* data, size_t size, int slot = 0) {
+  struct File {
+    int fd;
+    std::string path;
+  };
+  static const std::array<File, 2> files = [] {
+    std::array<File, 2> f;
+    for (File& x : f) {
+      x.fd = ::memfd_create("copse_fuzz", MFD_CLOEXEC);
+      if (x.fd < 0) {
+        std::perror("memfd_create");
+        std::abort();
+      }
+      x.path = "/proc/self/fd/" + std::to_string(x.fd);
     }
     return f;
   }();
-  static const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  if (slot < 0 || slot > 1) std::abort();
+  const int fd = files[slot].fd;
   if (::ftruncate(fd, 0) != 0) std::abort();
   size_t done = 0;
   while (done < size) {
@@ -35,7 +46,7 @@ inline const std::string& write_input_file(const uint8_t* data, size_t size) {
     if (n <= 0) std::abort();
     done += static_cast<size_t>(n);
   }
-  return path;
+  return files[slot].path;
 }
 
 // Runs fn(); a copse::Error is the reader rejecting bad input, as it should.

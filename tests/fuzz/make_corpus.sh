@@ -5,7 +5,7 @@
 set -euo pipefail
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/corpus"
 rm -rf "$dir"
-mkdir -p "$dir"/{fuzz_ptb,fuzz_glove,fuzz_safetensors,fuzz_vocab}
+mkdir -p "$dir"/{fuzz_ptb,fuzz_glove,fuzz_safetensors,fuzz_vocab,fuzz_conllu,fuzz_sequence,fuzz_graph_json}
 
 # --- PTB bracket trees -------------------------------------------------------
 c="$dir/fuzz_ptb"
@@ -69,3 +69,57 @@ printf 'the\n<unk>\n' > "$c/unk_not_first"
 printf '<unk>\nthe\nthe\n' > "$c/duplicate"
 printf '<unk>\n\nthe\n' > "$c/empty_line"
 printf '' > "$c/empty_file"
+
+# --- CoNLL-U; SICK toks + parents (toks, a NUL byte, parents) ---------------
+c="$dir/fuzz_conllu"
+w() { printf '%s\t%s\t_\t_\t_\t_\t%s\t_\t_\t_\n' "$@"; }
+{ printf '# sent_id = 1\n# label = 3\n'; w 1 The 2; w 2 cat 3; w 3 sat 0; w 4 . 3; } > "$c/one_sentence"
+{ w 1 a 0; printf '\n# label=1\r\n'; printf '1-2\tdu\t_\t_\t_\t_\t_\t_\t_\t_\r\n'
+  w 1 de 2 | sed 's/$/\r/'; w 2 le 0 | sed 's/$/\r/'; printf '2.1\tx\t_\t_\t_\t_\t_\t_\t_\t_'; } \
+  > "$c/two_sentences_crlf_multiword"
+{ w 1 "caf$(printf '\xc3\xa9')" 0; w 2 "na$(printf '\xc3\xaf')ve" 1; } | head -c -1 > "$c/utf8_no_newline"
+{ w 1 a 2; w 2 b 1; } > "$c/cycle"
+{ w 1 a 0; w 2 b 0; } > "$c/two_roots"
+{ w 1 a 3; w 2 b 0; } > "$c/head_out_of_range"
+{ w 1 a 0; w 3 b 1; } > "$c/id_gap"
+printf '1\ta\t_\t_\t_\t_\t0\t_\t_\n' > "$c/nine_columns"
+printf '# label = 9\n# only comments\n' > "$c/bad_label_comments_only"
+printf 'The cat sat .\x002 3 0 3\n' > "$c/sick_pair"
+printf 'a b c\nd\n\x003 3 0\n0\n' > "$c/sick_two_lines"
+printf 'a  b\x000 0' > "$c/sick_two_roots"
+printf 'a b\x002 1' > "$c/sick_cycle"
+printf 'a b c\x000 1' > "$c/sick_too_few_heads"
+
+# --- sentence per line (LABEL<TAB>tokens or tokens) ---------------------------
+c="$dir/fuzz_sequence"
+printf '3\tthe rock is great .\n' > "$c/labelled"
+printf 'no label here\r\n0\ta\tb\r\n4\tc' > "$c/mixed_crlf_no_newline"
+printf '2\tcaf\xc3\xa9   na\xc3\xafve\t!\n' > "$c/utf8_spaces_tabs"
+printf '7\ttoo big\n' > "$c/bad_label"
+printf 'x\tnot a number\n' > "$c/label_not_integer"
+printf '1\t  \n' > "$c/label_without_tokens"
+printf 'a\n\nb\n' > "$c/empty_line"
+printf '(3 (2 (2 The) (2 Rock)) (4 (3 (2 is) (4 great)) (2 .)))\n' > "$c/ptb_line"
+
+# --- JSONL feature graphs --------------------------------------------------------
+c="$dir/fuzz_graph_json"
+printf '%s\n' '{"nodes":[{"feat":[0.5,1],"label":2},{"feat":[-1,2e-3]},{"feat":[0,0],"label":0}],"edges":[[0,2],[1,2]]}' > "$c/tree"
+printf '%s\r\n\n%s' '{"nodes":[{"feat":[1]}]}' \
+  '{"nodes":[{"feat":[1]},{"feat":[2]},{"feat":[3]}],"edges":[[0,1],[0,2],[1,2]]}' > "$c/dag_crlf_blank_line"
+printf '%s\n' '{"nodes":[{"feat":[]},{"feat":[]}],"edges":[[0,1],[0,1]]}' > "$c/no_features_repeated_edge"
+printf '%s\n' '{"nodes":[{"feat":[1]},{"feat":[2]}],"edges":[[0,1],[1,0]]}' > "$c/cycle"
+printf '%s\n' '{"nodes":[{"feat":[1]}],"edges":[[0,0]]}' > "$c/self_loop"
+printf '%s\n' '{"nodes":[{"feat":[1]},{"feat":[1,2]}]}' > "$c/width_differs"
+printf '%s\n' '{"nodes":[{"feat":[1]}],"edges":[[0,5]]}' > "$c/edge_out_of_range"
+printf '%s\n' '{"nodes":[{"feat":[1],"label":1.5}]}' > "$c/label_not_integer"
+printf '%s\n' '{"nodes":[]}' > "$c/no_nodes"
+printf '%s\n' '{"nodes":[{"feat":[1,' > "$c/truncated"
+
+# Found by reading the readers, confirmed with the targets (see docs/fuzzing.md):
+# an empty FORM was read as a word without a token; a number that overflows a
+# double escaped as nlohmann::json::out_of_range; a float overflow became inf;
+# the label 2^64-1 wrapped to -1 (no label).
+printf '1\t\t_\t_\t_\t_\t0\t_\t_\t_\n' > "$dir/fuzz_conllu/empty_form"
+printf '%s\n' '{"nodes":[{"feat":[1e999]}]}' > "$dir/fuzz_graph_json/number_overflow"
+printf '%s\n' '{"nodes":[{"feat":[1e39]}]}' > "$dir/fuzz_graph_json/float_overflow"
+printf '%s\n' '{"nodes":[{"feat":[1],"label":18446744073709551615}]}' > "$dir/fuzz_graph_json/label_wraps"
