@@ -213,4 +213,14 @@ TEST_F(Checkpoint, NonFiniteLossStopsOrSkips) {
   EXPECT_EQ(line.find("\"skipped_batches\":0"), std::string::npos) << line;
 }
 
+// Out of host memory (an address-space limit): a clear error, exit 2, no crash.
+TEST_F(Checkpoint, OutOfMemoryIsAClearError) {
+  std::string err;
+  int rc = run("train --epochs 1 --embed 1500 --hidden 1500 --quiet --out " + (dir_ / "oom").string(),
+               dir_, &err, "ulimit -v 800000; ");
+  EXPECT_EQ(rc, 2) << err;
+  EXPECT_EQ(err.rfind("copse: error: ", 0), 0u) << err;
+  EXPECT_NE(err.find("out of memory"), std::string::npos) << err;
+}
+
 }  // namespace
