@@ -213,14 +213,16 @@ TEST_F(Checkpoint, NonFiniteLossStopsOrSkips) {
   EXPECT_EQ(line.find("\"skipped_batches\":0"), std::string::npos) << line;
 }
 
-// Out of host memory (an address-space limit): a clear error, exit 2, no crash.
+// Out of host memory (an address-space limit below what the parameters and
+// optimizer state need): a clear error, exit 2, no crash, nothing written.
 TEST_F(Checkpoint, OutOfMemoryIsAClearError) {
   std::string err;
-  int rc = run("train --epochs 1 --embed 1500 --hidden 1500 --quiet --out " + (dir_ / "oom").string(),
+  int rc = run("train --epochs 1 --embed 3000 --hidden 3000 --quiet --out " + (dir_ / "oom").string(),
                dir_, &err, "ulimit -v 800000; ");
   EXPECT_EQ(rc, 2) << err;
   EXPECT_EQ(err.rfind("copse: error: ", 0), 0u) << err;
   EXPECT_NE(err.find("out of memory"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir_ / "oom")) << "a run that failed before training wrote its output";
 }
 
 }  // namespace
