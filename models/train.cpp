@@ -269,9 +269,11 @@ int run_train(const TrainOptions& given) {
       double loss = 0;
       long batch_labels = 0;
       for (int r = 0; r < o.workers; ++r) loss += losses[r], batch_labels += labels[r];
+      // Before the sync each worker holds its own shard's gradient: the sum
+      // is finite iff every worker's norm is.
       double gnorm = loss;
-      if (std::isfinite(loss))
-        for (auto& w : workers) gnorm = std::isfinite(gnorm) ? w.model->params().grad_norm() : gnorm;
+      for (size_t r = 0; r < workers.size() && std::isfinite(gnorm); ++r)
+        gnorm = workers[r].model->params().grad_norm();
       st.next = static_cast<long>(i + g.size());
       if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
         std::string what = fmt::format(

@@ -36,6 +36,15 @@ Executor<T>::Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend,
   pull_of_node_.assign(num_nodes_, -1);
   for (size_t i = 0; i < fn.pulls.size(); ++i) pull_of_node_[fn.pulls[i].node] = static_cast<int>(i);
   push_set_.assign(fn.outputs.size(), 0);
+  // Names resolved once, not per level.
+  source_of_node_.assign(num_nodes_, -1);
+  param_of_node_.assign(num_nodes_, -1);
+  for (int i = 0; i < num_nodes_; ++i) {
+    const auto& nd = fn.nodes[i];
+    if (nd.op == Op::Gather || nd.op == Op::EdgeChild)
+      source_of_node_[i] = fn.states[fn.find_state(nd.name)].value;
+    if (nd.op == Op::ParamRow || nd.op == Op::MatMul) param_of_node_[i] = fn.find_param(nd.name);
+  }
 }
 
 template <typename T>
@@ -323,7 +332,7 @@ void Executor<T>::forward_step(const Step& s, int level) {
         fill(n, nd.width, dst, ld);
         break;
       }
-      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
+      int sv = source_of_node_[s.node];
       Timer t(opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.gather_rows(n, nd.width, node_ptr(sv, 0), ld_of(plan_.node_value[sv]),
@@ -331,7 +340,7 @@ void Executor<T>::forward_step(const Step& s, int level) {
       break;
     }
     case StepKind::EdgeChild: {
-      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
+      int sv = source_of_node_[s.node];
       Timer t(opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.gather_rows(n, nd.width, node_ptr(sv, 0), ld_of(plan_.node_value[sv]),
@@ -398,7 +407,7 @@ void Executor<T>::forward_step(const Step& s, int level) {
         int j = reg.inputs[k];
         const auto& jn = plan_.fn.nodes[j];
         if (jn.op == Op::ParamRow) {
-          in_views_[k] = {params_.param(param_ids_[plan_.fn.find_param(jn.name)]), 0};
+          in_views_[k] = {params_.param(param_ids_[param_of_node_[j]]), 0};
         } else {
           in_views_[k] = {node_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
         }

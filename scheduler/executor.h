@@ -121,6 +121,8 @@ class Executor {
   std::vector<int> param_ids_;         // per fn param: ParamStore id
   std::vector<PullBinding> pulls_;     // per fn pull
   std::vector<int> pull_of_node_;      // node -> pull index
+  std::vector<int> source_of_node_;    // gather/edge_child node -> the scattered state's node
+  std::vector<int> param_of_node_;     // linear/param_row node -> index into fn.params
 
   // Per batch.
   const GraphBatch* batch_ = nullptr;

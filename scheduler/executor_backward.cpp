@@ -71,7 +71,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
     }
     case StepKind::Gather: {
       if (zero_at(s.node, level)) break;
-      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
+      int sv = source_of_node_[s.node];
       Timer t(opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
@@ -80,7 +80,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
       break;
     }
     case StepKind::EdgeChild: {
-      int sv = plan_.fn.states[plan_.fn.find_state(nd.name)].value;
+      int sv = source_of_node_[s.node];
       Timer t(opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
@@ -164,7 +164,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
         int j = reg.inputs[k];
         const auto& jn = plan_.fn.nodes[j];
         if (jn.op == Op::ParamRow) {
-          in_views_[k] = {params_.param(param_ids_[plan_.fn.find_param(jn.name)]), 0};
+          in_views_[k] = {params_.param(param_ids_[param_of_node_[j]]), 0};
           out_views_[k] = {param_row_grad_[s.region][k] + static_cast<long>(rr.begin) * jn.width,
                            jn.width};
         } else {
@@ -218,7 +218,7 @@ void Executor<T>::lazy_param_grads(const Step& s) {
       if (jn.op != Op::ParamRow || rr.end == 0) continue;
       Timer t(opts_.profile, &stats_.t_other);
       be_.colsum(rr.end, jn.width, param_row_grad_[s.region][k], jn.width,
-                 weight_grad(plan_.fn.find_param(jn.name)), true);
+                 weight_grad(param_of_node_[reg.inputs[k]]), true);
     }
   }
 }
