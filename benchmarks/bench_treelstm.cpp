@@ -22,6 +22,10 @@
 #include "models/tree_lstm.h"
 #include "models/vocab.h"
 #include "ops/cpu_backend.h"
+#include "ops/device.h"
+#ifdef COPSE_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 using namespace copse;
 
@@ -45,17 +49,19 @@ struct Result {
   size_t peak_bytes = 0;
   scheduler::ExecStats stats;
   double t_batching = 0, t_optimizer = 0, t_head_and_rest = 0;
+  double first_loss = 0;  // of the first (untimed) batch
+  long launches = 0, syncs = 0;     // CUDA: kernels queued and host waits, timed batches
+  size_t peak_device_bytes = 0;     // CUDA: everything cudaMalloc'd (params, arena, ...)
 };
 
-Result run(const std::vector<models::LabeledTree>& trees, int vocab, int embed, int hidden,
-           int batch, int threads, const std::string& optimizer, double seconds, bool batching,
-           long max_trees) {
-  ops::CpuBackend<float> be(threads);
+Result run(ops::Backend<float>& be, const std::vector<models::LabeledTree>& trees, int vocab,
+           int embed, int hidden, int batch, const std::string& optimizer, double seconds,
+           bool batching, long max_trees, bool profile) {
   models::SentimentConfig cfg;
   cfg.vocab = vocab;
   cfg.embed = embed;
   cfg.hidden = hidden;
-  cfg.profile = true;
+  cfg.profile = profile;
   models::SentimentModel<float> model(models::tree_lstm_cell(embed, hidden), cfg, be);
   auto& ps = model.params();
   ps.init(1);
@@ -73,6 +79,7 @@ Result run(const std::vector<models::LabeledTree>& trees, int vocab, int embed, 
   Result r;
   std::vector<const scheduler::Graph*> g;
   size_t pos = 0;
+  bool first = true;
   auto step = [&](bool timed) {
     g.clear();
     for (int j = 0; j < batch; ++j) {
@@ -85,6 +92,7 @@ Result run(const std::vector<models::LabeledTree>& trees, int vocab, int embed, 
     ps.zero_grads();
     double loss = model.train_batch(b, 1.0f / batch);
     if (!std::isfinite(loss)) fail("non-finite loss in the benchmark");
+    if (first) r.first_loss = loss, first = false;
     double t2 = now_s();
     ps.step();
     double t3 = now_s();
@@ -96,13 +104,26 @@ Result run(const std::vector<models::LabeledTree>& trees, int vocab, int embed, 
   };
   for (int i = 0; i < 3; ++i) step(false);  // warm-up: arena grows, JIT kernels built
   model.train_executor().reset_stats();
+#ifdef COPSE_WITH_CUDA
+  auto* gpu = dynamic_cast<cuda::CudaBackend*>(&be);
+  if (gpu) gpu->reset_stats();
+#endif
+  be.sync();
   double t0 = now_s();
   while ((now_s() - t0 < seconds || r.batches < 3) && (max_trees <= 0 || r.trees < max_trees)) {
     step(true);
     r.trees += batch;
     ++r.batches;
   }
+  be.sync();
   r.seconds = now_s() - t0;
+#ifdef COPSE_WITH_CUDA
+  if (gpu) {
+    r.launches = gpu->stats().launches;
+    r.syncs = gpu->stats().syncs;
+    r.peak_device_bytes = gpu->stats().peak_device_bytes;
+  }
+#endif
   r.trees_per_s = r.trees / r.seconds;
   r.peak_bytes = model.arena().peak_bytes();
   r.stats = model.train_executor().stats();
@@ -115,10 +136,10 @@ Result run(const std::vector<models::LabeledTree>& trees, int vocab, int embed, 
 
 int main(int argc, char** argv) {
   CLI::App app{"bench_treelstm: Tree-LSTM training throughput (trees/s)"};
-  std::string data, optimizer = "adam";
+  std::string data, optimizer = "adam", device = "cpu";
   int embed = 128, hidden = 128, batch = 64, threads = 1;
   double seconds = 10;
-  bool no_unbatched = false;
+  bool no_unbatched = false, tf32 = false, interpreter = false;
   app.add_option("--data", data, "PTB file (e.g. SST train.txt); default: synthetic treebank");
   app.add_option("--embed", embed)->capture_default_str();
   app.add_option("--hidden", hidden)->capture_default_str();
@@ -127,6 +148,9 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "timed seconds per configuration")->capture_default_str();
   app.add_option("--optimizer", optimizer)->capture_default_str();
   app.add_flag("--no-unbatched", no_unbatched, "skip the batching-off run");
+  app.add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
+  app.add_flag("--tf32", tf32, "cuda: allow TF32 GEMMs");
+  app.add_flag("--interpreter", interpreter, "cuda: run fused programs with the interpreter kernel");
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);  // the process's thread budget, for every OpenMP loop
   try {
@@ -143,16 +167,47 @@ int main(int argc, char** argv) {
     }
     struct utsname u;
     uname(&u);
+    ops::DeviceOptions dopt;
+    dopt.device = ops::resolve_device(device);
+    dopt.threads = threads;
+    dopt.tf32 = tf32;
+    dopt.generated_kernels = !interpreter;
+    const bool gpu = dopt.device == "cuda";
     fmt::print("bench_treelstm | data {} ({} trees, {} vertices) | embed {} hidden {} batch {} | {} "
-               "| threads {} | device cpu\nmachine: {} ({} cores), {} {}\n",
+               "| threads {} | device {}{}\nmachine: {} ({} cores), {} {}{}\n",
                data.empty() ? "synthetic" : data, trees.size(), vertices, embed, hidden, batch,
-               optimizer, threads, cpu_model(), std::thread::hardware_concurrency(), u.sysname,
-               u.release);
-    Result b = run(trees, vocab.size(), embed, hidden, batch, threads, optimizer, seconds, true, 0);
+               optimizer, threads, dopt.device,
+               gpu ? fmt::format(" (tf32 {}, fused kernels {})", tf32 ? "on" : "off",
+                                 interpreter ? "interpreted" : "NVRTC")
+                   : "",
+               cpu_model(), std::thread::hardware_concurrency(), u.sysname, u.release,
+               gpu ? "\ngpu: " + ops::gpu_description(0) : "");
+    auto be = ops::make_backend(dopt);
+    // The check before timing: on a GPU, the first batch's loss equals the
+    // CPU backend's on the same parameters.
+    if (gpu) {
+      ops::CpuBackend<float> cpu(threads);
+      Result c = run(cpu, trees, vocab.size(), embed, hidden, batch, optimizer, 0, true, batch,
+                     false);
+      Result g = run(*be, trees, vocab.size(), embed, hidden, batch, optimizer, 0, true, batch,
+                     false);
+      const double rel = std::fabs(g.first_loss - c.first_loss) / std::fabs(c.first_loss);
+      fmt::print("check: first-batch loss cpu {:.6f}, cuda {:.6f} (relative difference {:.1e})\n",
+                 c.first_loss, g.first_loss, rel);
+      if (!(rel < 1e-4)) fail("the CUDA backend's loss differs from the CPU backend's");
+    }
+    // On a GPU the timed run is unprofiled (profiling synchronises every
+    // call); a second, profiled run gives the breakdown.
+    Result b = run(*be, trees, vocab.size(), embed, hidden, batch, optimizer, seconds, true, 0,
+                   !gpu);
+    Result prof;
+    if (gpu)
+      prof = run(*be, trees, vocab.size(), embed, hidden, batch, optimizer,
+                 std::min(seconds, 3.0), true, 0, true);
     Result ub;
     if (!no_unbatched)
-      ub = run(trees, vocab.size(), embed, hidden, batch, threads, optimizer,
-               std::min(seconds, 5.0), false, 0);
+      ub = run(*be, trees, vocab.size(), embed, hidden, batch, optimizer, std::min(seconds, 5.0),
+               false, 0, true);
     auto row = [](const char* name, const Result& r) {
       const auto& s = r.stats;
       double per = r.batches ? 1e3 / r.batches : 0;
@@ -168,8 +223,18 @@ int main(int argc, char** argv) {
                "rest ms", "gemm/b", "fused/b", "gemm GF/s", "peak MiB");
     fmt::print("{:<10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9}\n",
                "", "", "", "/batch", "/batch", "/batch", "/batch", "/batch", "/batch", "", "", "", "");
-    row("batched", b);
+    row("batched", gpu ? prof : b);
     if (!no_unbatched) row("unbatched", ub);
+    if (gpu) {
+      const double per = b.batches ? 1.0 / b.batches : 0;
+      fmt::print("\ncuda, unprofiled: {:.0f} trees/s = {:.3f} s per epoch of {} trees | "
+                 "{:.1f} kernel launches and {:.1f} host waits per batch | host scheduling "
+                 "(make_batch) {:.3f} ms/batch | peak device memory {:.1f} MiB (arena {:.1f} MiB)\n",
+                 b.trees_per_s, trees.size() / b.trees_per_s, trees.size(), b.launches * per,
+                 b.syncs * per, b.t_batching * per * 1e3, b.peak_device_bytes / 1048576.0,
+                 b.peak_bytes / 1048576.0);
+      fmt::print("(the table's batched row is the profiled run: every call synchronised)\n");
+    }
     nlohmann::json j;
     j["trees_per_s"] = b.trees_per_s;
     j["peak_bytes"] = b.peak_bytes;
@@ -177,7 +242,12 @@ int main(int argc, char** argv) {
     j["speedup"] = no_unbatched ? nlohmann::json(nullptr) : nlohmann::json(b.trees_per_s / ub.trees_per_s);
     j["config"] = {{"data", data.empty() ? "synthetic" : data}, {"embed", embed}, {"hidden", hidden},
                    {"batch", batch}, {"threads", threads}, {"optimizer", optimizer},
-                   {"device", "cpu"}, {"seconds", seconds}};
+                   {"device", dopt.device}, {"tf32", tf32}, {"seconds", seconds}};
+    if (gpu) {
+      j["epoch_s"] = trees.size() / b.trees_per_s;
+      j["launches_per_batch"] = b.batches ? double(b.launches) / b.batches : 0.0;
+      j["peak_device_bytes"] = b.peak_device_bytes;
+    }
     fmt::print("\n{}\n", j.dump());
   } catch (const Error& e) {
     fmt::print(stderr, "bench_treelstm: error: {}\n", e.what());

@@ -13,7 +13,6 @@
 #include <random>
 
 #include "common/error.h"
-#include "ops/optimizer_cpu.h"
 
 namespace copse::memory {
 
@@ -357,9 +356,9 @@ void ParamStore<T>::zero_grads() {
     SparseRows& sr = sparse_[i];
     const int w = row_width(i);
     T* g = grads_ + offset_[i];
-    for (int r : touched_rows(i))
-      backend_.fill_rows(1, w, T(0), g + static_cast<std::size_t>(r) * w, w);
-    for (int r : sr.stale) backend_.fill_rows(1, w, T(0), g + static_cast<std::size_t>(r) * w, w);
+    const std::vector<int>& touched = touched_rows(i);
+    backend_.fill_listed_rows(static_cast<int>(touched.size()), touched.data(), w, T(0), g);
+    backend_.fill_listed_rows(static_cast<int>(sr.stale.size()), sr.stale.data(), w, T(0), g);
     sr.touched.clear();
     sr.stale.clear();
   }
@@ -370,10 +369,9 @@ double ParamStore<T>::grad_norm() {
   check_finalized("grad_norm");
   double sum = dense_ > 0 ? backend_.sum_squares(dense_, grads_) : 0.0;
   for (int i : sparse_ids_) {
-    const int w = row_width(i);
-    const T* g = grads_ + offset_[i];
-    for (int r : touched_rows(i))
-      sum += backend_.sum_squares(w, g + static_cast<std::size_t>(r) * w);
+    const std::vector<int>& rows = touched_rows(i);
+    sum += backend_.sum_squares_listed_rows(static_cast<int>(rows.size()), rows.data(),
+                                            row_width(i), grads_ + offset_[i]);
   }
   return std::sqrt(sum);
 }
@@ -382,9 +380,9 @@ template <typename T>
 void ParamStore<T>::scale_grads(T s) {
   if (dense_ > 0) backend_.scale(dense_, s, grads_);
   for (int i : sparse_ids_) {
-    const int w = row_width(i);
-    T* g = grads_ + offset_[i];
-    for (int r : touched_rows(i)) backend_.scale(w, s, g + static_cast<std::size_t>(r) * w);
+    const std::vector<int>& rows = touched_rows(i);
+    backend_.scale_listed_rows(static_cast<int>(rows.size()), rows.data(), row_width(i), s,
+                               grads_ + offset_[i]);
   }
 }
 
@@ -399,41 +397,28 @@ void ParamStore<T>::step() {
     if (norm > cfg_.clip_norm) scale_grads(static_cast<T>(cfg_.clip_norm / norm));
   }
   ++optimizer_steps_;
-  backend_.sync();  // host kernels below read what the backend wrote
-
-  const T lr = cfg_.lr, l2 = cfg_.l2, eps = cfg_.eps;
-  const T mu = cfg_.momentum, b1 = cfg_.beta1, b2 = cfg_.beta2;
-  const long t = optimizer_steps_;
+  ops::OptimizerArgs args;
+  switch (cfg_.kind) {
+    case OptimizerConfig::Sgd: args.kind = ops::OptimizerArgs::Sgd; break;
+    case OptimizerConfig::Adagrad: args.kind = ops::OptimizerArgs::Adagrad; break;
+    case OptimizerConfig::Adam: args.kind = ops::OptimizerArgs::Adam; break;
+  }
+  args.lr = cfg_.lr;
+  args.l2 = cfg_.l2;
+  args.eps = cfg_.eps;
+  args.momentum = cfg_.momentum;
+  args.beta1 = cfg_.beta1;
+  args.beta2 = cfg_.beta2;
+  args.t = optimizer_steps_;
   T* s0 = state_;
   T* s1 = state_slots_ > 1 ? state_ + total_ : nullptr;
-  switch (cfg_.kind) {
-    case OptimizerConfig::Sgd: ops::sgd_update(dense_, params_, grads_, s0, lr, mu, l2); break;
-    case OptimizerConfig::Adagrad:
-      ops::adagrad_update(dense_, params_, grads_, s0, lr, eps, l2);
-      break;
-    case OptimizerConfig::Adam:
-      ops::adam_update(dense_, params_, grads_, s0, s1, lr, b1, b2, eps, l2, t);
-      break;
-  }
+  backend_.optimizer_update(args, dense_, params_, grads_, s0, s1);
   for (int i : sparse_ids_) {
     const std::vector<int>& rows = touched_rows(i);
-    const int n = static_cast<int>(rows.size()), w = row_width(i);
     const std::size_t o = offset_[i];
-    T* p = params_ + o;
-    const T* g = grads_ + o;
-    T* v0 = s0 ? s0 + o : nullptr;
-    T* v1 = s1 ? s1 + o : nullptr;
-    switch (cfg_.kind) {
-      case OptimizerConfig::Sgd:
-        ops::sgd_update_rows(n, rows.data(), w, p, g, v0, lr, mu, l2);
-        break;
-      case OptimizerConfig::Adagrad:
-        ops::adagrad_update_rows(n, rows.data(), w, p, g, v0, lr, eps, l2);
-        break;
-      case OptimizerConfig::Adam:
-        ops::adam_update_rows(n, rows.data(), w, p, g, v0, v1, lr, b1, b2, eps, l2, t);
-        break;
-    }
+    backend_.optimizer_update_rows(args, static_cast<int>(rows.size()), rows.data(), row_width(i),
+                                   params_ + o, grads_ + o, s0 ? s0 + o : nullptr,
+                                   s1 ? s1 + o : nullptr);
     SparseRows& sr = sparse_[i];
     std::vector<int> merged;
     std::set_union(sr.stale.begin(), sr.stale.end(), rows.begin(), rows.end(),

@@ -45,10 +45,10 @@ class GradSync {
 // Layout: dense params first, then sparse_rows params (each group in add
 // order), every offset a multiple of 16 elements; padding stays zero.
 //
-// The optimizer update runs the host kernels of ops/optimizer_cpu.h on the
-// buffers, so for now step() needs a backend whose memory the host can
-// address (the CPU backend); allocation, fills, copies, grad_norm and
-// clipping go through the backend.
+// Every buffer lives in the backend's memory (host for the CPU backend,
+// device for CUDA); allocation, fills, copies, grad_norm, clipping and the
+// optimizer update all go through the backend, row lists (touched embedding
+// rows) in one call each.
 template <typename T>
 class ParamStore {
  public:

@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   train->add_option("--clip", t.clip, "global gradient-norm clip (0: off)")->capture_default_str();
   train->add_option("--embeddings", t.embeddings, "GloVe text file (words + embed values a line)");
   train->add_option("--threads", t.threads, "threads for the math, per worker")->capture_default_str();
+  train->add_option("--device", t.device, "cpu | cuda | auto (the GPU when one is usable)")
+      ->capture_default_str();
+  train->add_flag("--tf32", t.tf32, "cuda: allow TF32 tensor-core GEMMs (faster, less exact)");
   train->add_option("--workers", t.workers,
                     "data-parallel workers (threads, BSP); --batch stays the global batch")
       ->capture_default_str();
@@ -54,6 +57,7 @@ int main(int argc, char** argv) {
   eval->add_option("--model", e.model, "model.safetensors")->required();
   eval->add_option("--data", e.data, "PTB file")->required();
   eval->add_option("--threads", e.threads, "threads")->capture_default_str();
+  eval->add_option("--device", e.device, "cpu | cuda | auto")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {

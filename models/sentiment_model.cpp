@@ -81,8 +81,8 @@ double SentimentModel<T>::train_batch(const scheduler::GraphBatch& batch, T loss
   head_forward(ex, batch);
   const int N = batch.num_rows, C = cfg_.classes, H = cfg_.hidden;
   T* dlogits = arena_.alloc(static_cast<size_t>(N) * C);
-  double loss = be_.softmax_xent(N, C, logits_, C, batch.label.data(), loss_scale, dlogits, C,
-                                 nullptr, nullptr);
+  double loss = be_.softmax_xent(N, C, logits_, C, ex.batch_index().label, loss_scale, dlogits,
+                                 C, nullptr, nullptr);
   auto h = ex.output("h");
   // dWo += dlogits^T H ; dbo += colsum(dlogits) ; dH = dlogits Wo
   be_.gemm(true, false, C, H, N, T(1), dlogits, C, h.ptr, h.ld, T(1), params_.grad(out_w_), H);
@@ -103,10 +103,15 @@ void SentimentModel<T>::evaluate_batch(const scheduler::GraphBatch& batch, EvalC
   const int N = batch.num_rows, C = cfg_.classes;
   pred_.resize(N);
   long correct = 0;
-  counts.loss += be_.softmax_xent(N, C, logits_, C, batch.label.data(), T(0), nullptr, C, &correct,
-                                  pred_.data());
+  counts.loss += be_.softmax_xent(N, C, logits_, C, ex.batch_index().label, T(0), nullptr, C,
+                                  &correct, pred_.data());
   for (int r = 0; r < N; ++r) counts.vertices += batch.label[r] >= 0;
-  host_row_.resize(C);
+  const T* host_logits = logits_;  // the root rows' logits, for the binary decision
+  if (!be_.host_accessible()) {
+    host_logits_.resize(static_cast<size_t>(N) * C);
+    be_.download(host_logits_.data(), logits_, sizeof(T) * host_logits_.size());
+    host_logits = host_logits_.data();
+  }
   for (int g = 0; g < batch.num_graphs; ++g) {
     for (int k = batch.root_ptr[g]; k < batch.root_ptr[g + 1]; ++k) {
       int r = batch.root_rows[k];
@@ -116,10 +121,10 @@ void SentimentModel<T>::evaluate_batch(const scheduler::GraphBatch& batch, EvalC
       counts.fine_correct += pred_[r] == label;
       if (C != 5 || label == 2) continue;
       // Binary: neutral roots dropped; positive iff p(3)+p(4) > p(0)+p(1).
-      be_.download(host_row_.data(), logits_ + static_cast<size_t>(r) * C, sizeof(T) * C);
-      T mx = *std::max_element(host_row_.begin(), host_row_.end());
+      const T* row = host_logits + static_cast<size_t>(r) * C;
+      T mx = *std::max_element(row, row + C);
       double p[5];
-      for (int c = 0; c < 5; ++c) p[c] = std::exp(double(host_row_[c] - mx));
+      for (int c = 0; c < 5; ++c) p[c] = std::exp(double(row[c] - mx));
       bool pos = p[3] + p[4] > p[0] + p[1];
       ++counts.binary_trees;
       counts.binary_correct += pos == (label > 2);

@@ -58,7 +58,7 @@ class SentimentModel {
   // Forward only; adds root accuracies and the loss to `counts`.
   void evaluate_batch(const scheduler::GraphBatch& batch, EvalCounts& counts);
 
-  // The head's logits [N, classes] of the last batch (host memory on the CPU).
+  // The head's logits [N, classes] of the last batch (backend memory).
   const T* logits() const { return logits_; }
 
  private:
@@ -73,7 +73,7 @@ class SentimentModel {
   int out_w_ = -1, out_b_ = -1;
   T* logits_ = nullptr;
   std::vector<int> pred_;
-  std::vector<T> host_row_;
+  std::vector<T> host_logits_;
 };
 
 // Adds the parameters a compiled plan needs to a store (weights Xavier,

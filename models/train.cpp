@@ -32,6 +32,7 @@
 #include "models/tree_lstm.h"
 #include "models/vocab.h"
 #include "ops/cpu_backend.h"
+#include "ops/device.h"
 
 namespace copse::models {
 
@@ -52,6 +53,8 @@ int run_train(const TrainOptions& given) {
     o.out = given.resume;
     o.progress = given.progress;
     o.quiet = given.quiet;
+    o.device = given.device;
+    o.tf32 = given.tf32;
   }
   if (o.epochs < 0) fail("--epochs must be >= 0, got {}", o.epochs);
   if (o.batch <= 0) fail("--batch must be positive, got {}", o.batch);
@@ -63,6 +66,17 @@ int run_train(const TrainOptions& given) {
   if (ssp && o.checkpoint_every > 0)
     fail("--checkpoint-every is not supported with --staleness (SSP checkpoints at epoch ends)");
   if (o.checkpoint_every < 0) fail("--checkpoint-every must be >= 0, got {}", o.checkpoint_every);
+  ops::DeviceOptions device;
+  device.device = ops::resolve_device(o.device);
+  device.threads = o.threads;
+  device.tf32 = o.tf32;
+  if (device.device == "cuda" && o.workers > ops::gpu_count())
+    fail("--workers {} with --device cuda needs a GPU per worker; this machine has {}", o.workers,
+         ops::gpu_count());
+  if (device.device == "cuda" && o.workers > 1)
+    fail("--workers {} with --device cuda: the thread transport sums gradients in host memory; "
+         "use one worker per GPU process (--transport nccl) instead",
+         o.workers);
   memory::OptimizerConfig oc;
   oc.kind = memory::parse_optimizer_kind(o.optimizer);
   oc.lr = o.lr;
@@ -95,7 +109,9 @@ int run_train(const TrainOptions& given) {
   int found = -1;
   for (int r = 0; r < o.workers; ++r) {
     auto& w = workers[r];
-    w.backend = std::make_unique<ops::CpuBackend<float>>(o.threads);
+    ops::DeviceOptions wd = device;
+    wd.gpu = r;
+    w.backend = ops::make_backend(wd);
     w.model = std::make_unique<SentimentModel<float>>(cell, cfg, *w.backend);
     auto& wps = w.model->params();
     wps.init(o.seed);
@@ -398,8 +414,11 @@ int run_eval(const EvalOptions& o) {
   std::string cell_name = meta.count("copse.model") ? meta.at("copse.model") : "tree-lstm";
   auto trees = read_ptb_file(o.data, cfg.classes);
   prepare_inputs(cell_name, trees, &vocab, false);
-  ops::CpuBackend<float> backend(o.threads);
-  SentimentModel<float> model(make_cell(cell_name, cfg.embed, cfg.hidden), cfg, backend);
+  ops::DeviceOptions dev;
+  dev.device = o.device;
+  dev.threads = o.threads;
+  auto backend = ops::make_backend(dev);
+  SentimentModel<float> model(make_cell(cell_name, cfg.embed, cfg.hidden), cfg, *backend);
   auto& ps = model.params();
   for (const auto& t : tensors) {
     int id = ps.find(t.name);

@@ -19,6 +19,8 @@ struct TrainOptions {
   float clip = 0.f;
   std::string embeddings;  // GloVe text file, optional
   int threads = 1;           // threads for the math, per worker
+  std::string device = "cpu";  // cpu | cuda | auto (ops/device.h)
+  bool tf32 = false;           // cuda: allow TF32 GEMMs
   int workers = 1;           // data-parallel workers (threads)
   int staleness = -1;        // -1: BSP (summed gradients); s >= 0: SSP with bound s
   std::uint64_t seed = 1;
@@ -39,6 +41,7 @@ struct EvalOptions {
   std::string model;  // model.safetensors written by train
   std::string data;   // a PTB file
   int threads = 1;
+  std::string device = "cpu";
 };
 
 int run_eval(const EvalOptions& opts);

@@ -54,7 +54,7 @@ std::vector<std::vector<const scheduler::Graph*>> shard_batch(
     const std::vector<const scheduler::Graph*>& g, int workers);
 
 struct Worker {
-  std::unique_ptr<ops::CpuBackend<float>> backend;
+  std::unique_ptr<ops::Backend<float>> backend;
   std::unique_ptr<SentimentModel<float>> model;
 };
 

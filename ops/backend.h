@@ -8,10 +8,19 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "ops/fused_program.h"
 
 namespace copse::ops {
+
+// One optimizer update (the math is in ops/optimizer_cpu.h): which rule, its
+// hyper-parameters and Adam's step t >= 1.
+struct OptimizerArgs {
+  enum Kind { Sgd, Adagrad, Adam } kind = Sgd;
+  double lr = 0, momentum = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, l2 = 0;
+  long t = 1;
+};
 
 template <typename T>
 class Backend {
@@ -24,6 +33,15 @@ class Backend {
   virtual void deallocate(void* p, std::size_t bytes) = 0;
   virtual void upload(void* dst, const void* src, std::size_t bytes) = 0;    // host -> backend
   virtual void download(void* dst, const void* src, std::size_t bytes) = 0;  // backend -> host
+  // Whether the host may dereference this backend's pointers (the CPU
+  // backend: yes; CUDA: no, everything goes through upload/download).
+  virtual bool host_accessible() const { return true; }
+  // host -> backend without waiting for the copy: src may be reused as soon
+  // as the call returns; kernels queued afterwards see the data. The CUDA
+  // backend stages through a double-buffered pinned buffer on its copy stream.
+  virtual void upload_async(void* dst, const void* src, std::size_t bytes) {
+    upload(dst, src, bytes);
+  }
 
   // C[m,n] = alpha * op(A) * op(B) + beta * C, op(A) is [m,k], op(B) is [k,n].
   // With trans_a, A is stored [k,m]; with trans_b, B is stored [n,k].
@@ -58,7 +76,8 @@ class Backend {
   // Softmax cross-entropy over rows with label >= 0 (others are ignored and
   // get zero gradient). Returns the summed loss; dlogits = scale * (p - onehot);
   // correct (may be null) counts rows whose argmax equals the label;
-  // pred (may be null) receives each row's argmax.
+  // pred (may be null) receives each row's argmax. labels and dlogits are in
+  // backend memory, correct and pred in host memory.
   virtual double softmax_xent(int rows, int classes, const T* logits, long ld, const int* labels,
                               T scale, T* dlogits, long ld_d, long* correct, int* pred) = 0;
 
@@ -71,6 +90,24 @@ class Backend {
   // x[0:n] *= s
   virtual void scale(std::size_t n, T s, T* x) = 0;
 
+  // Row lists: rows[0:n_rows] (host memory, distinct, each < the matrix's
+  // rows) of a [*, width] matrix with leading dimension width at `base`.
+  // The defaults call the whole-row kernels above once per row; backends
+  // where a call is expensive (CUDA) do each list in one launch.
+  virtual void fill_listed_rows(int n_rows, const int* rows, int width, T value, T* base);
+  virtual double sum_squares_listed_rows(int n_rows, const int* rows, int width, const T* base);
+  virtual void scale_listed_rows(int n_rows, const int* rows, int width, T s, T* base);
+
+  // Optimizer updates of ops/optimizer_cpu.h: dense over p[0:n], or over the
+  // listed rows (host memory, distinct) of [*, width] matrices. s0/s1 are the
+  // state slots the rule uses (SGD with momentum: s0 = v; Adagrad: s0 = h;
+  // Adam: s0 = m, s1 = v), null otherwise. The defaults run the host kernels
+  // and so need host_accessible(); other backends override them.
+  virtual void optimizer_update(const OptimizerArgs& args, std::size_t n, T* p, const T* g,
+                                T* s0, T* s1);
+  virtual void optimizer_update_rows(const OptimizerArgs& args, int n_rows, const int* rows,
+                                     int width, T* p, const T* g, T* s0, T* s1);
+
   // Waits for queued work (no-op on the CPU).
   virtual void sync() {}
 };
@@ -79,5 +116,29 @@ template <typename T>
 void Backend<T>::scale_rows(int, int, const T*, T*, long) {
   throw std::logic_error("internal error: backend " + name() + " lacks scale_rows");
 }
+
+template <typename T>
+void Backend<T>::fill_listed_rows(int n_rows, const int* rows, int width, T value, T* base) {
+  for (int k = 0; k < n_rows; ++k)
+    fill_rows(1, width, value, base + static_cast<std::size_t>(rows[k]) * width, width);
+}
+
+template <typename T>
+double Backend<T>::sum_squares_listed_rows(int n_rows, const int* rows, int width,
+                                           const T* base) {
+  double s = 0;
+  for (int k = 0; k < n_rows; ++k)
+    s += sum_squares(width, base + static_cast<std::size_t>(rows[k]) * width);
+  return s;
+}
+
+template <typename T>
+void Backend<T>::scale_listed_rows(int n_rows, const int* rows, int width, T s, T* base) {
+  for (int k = 0; k < n_rows; ++k)
+    scale(width, s, base + static_cast<std::size_t>(rows[k]) * width);
+}
+
+extern template class Backend<float>;
+extern template class Backend<double>;
 
 }  // namespace copse::ops

@@ -1,6 +1,8 @@
 // FusedProgram: scratch layout, operand validation and a readable dump.
 #include "ops/fused_program.h"
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "common/error.h"
@@ -84,6 +86,38 @@ std::string instr_string(const EwInstr& in) {
 
 }  // namespace
 
+int ew_num_sources(EwOp op) { return num_sources(op); }
+
+// FNV-1a over everything that defines what the program computes.
+static std::uint64_t content_hash(const FusedProgram& p) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ull;
+  };
+  for (unsigned char c : p.name) mix(c);
+  mix(p.regs.size());
+  for (const EwReg& r : p.regs) {
+    mix(static_cast<std::uint64_t>(r.kind));
+    mix(static_cast<std::uint64_t>(r.width));
+    mix(static_cast<std::uint64_t>(r.ext));
+  }
+  mix(p.code.size());
+  for (const EwInstr& in : p.code) {
+    mix(static_cast<std::uint64_t>(in.op));
+    for (const EwArg* a : {&in.d, &in.a, &in.b}) {
+      mix(static_cast<std::uint64_t>(a->reg));
+      mix(static_cast<std::uint64_t>(a->col));
+    }
+    mix(static_cast<std::uint64_t>(in.width));
+    std::uint32_t bits;
+    std::memcpy(&bits, &in.imm, sizeof bits);
+    mix(bits);
+  }
+  mix(static_cast<std::uint64_t>(p.num_inputs));
+  mix(static_cast<std::uint64_t>(p.num_outputs));
+  return h;
+}
+
 void FusedProgram::finalize() {
   const int nregs = static_cast<int>(regs.size());
   if (num_inputs < 0 || num_outputs < 0)
@@ -151,6 +185,7 @@ void FusedProgram::finalize() {
              i, instr_string(in), names[s]);
     }
   }
+  fingerprint = content_hash(*this);
 }
 
 std::string FusedProgram::to_string() const {

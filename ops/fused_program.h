@@ -37,6 +37,8 @@ enum class EwOp : std::uint8_t {
 };
 
 const char* ew_op_name(EwOp op);
+// How many of the operands a, b the op reads (0, 1 or 2; -1 for an unknown op).
+int ew_num_sources(EwOp op);
 
 // An operand: register `reg`, starting at column `col`.
 struct EwArg {
@@ -67,8 +69,9 @@ struct FusedProgram {
   int num_outputs = 0;
   int scratch_width = 0;       // sum of Temp register widths (floats per row)
   std::vector<int> temp_offset;  // per register: column of a Temp in the scratch row, else -1
+  std::uint64_t fingerprint = 0;  // hash of the content (backends key kernel caches by it)
 
-  // Fills scratch_width and temp_offset from regs; checks operands are in range.
+  // Fills scratch_width, temp_offset and fingerprint; checks operands are in range.
   void finalize();
   std::string to_string() const;
 };

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -92,6 +93,52 @@ void Executor<T>::check_inputs(const GraphBatch& b) {
       fail("graph {} of the batch, vertex {}: input id {} out of range [0, {})", g, v, id, rows);
     }
   }
+}
+
+// Points dix_ at the index arrays in the backend's memory. Without
+// host-visible memory they go up in one block: edge scales first (the widest
+// element type), then the int arrays.
+template <typename T>
+void Executor<T>::prepare_index(const GraphBatch& b) {
+  const int N = b.num_rows, E = b.num_edges, S = plan_.fn.child_slots;
+  dix_.slot.assign(S, nullptr);
+  if (be_.host_accessible()) {
+    dix_.input = b.input.data();
+    dix_.label = b.label.data();
+    dix_.edge_child = b.edge_child.data();
+    dix_.edge_parent = b.edge_parent.data();
+    dix_.child_ptr = b.child_ptr.data();
+    for (int k = 0; k < S; ++k) dix_.slot[k] = slot_idx_[k].data();
+    dix_.edge_scale = edge_scale_.data();
+    return;
+  }
+  const std::size_t n_int = 2 * static_cast<std::size_t>(N) + 2 * static_cast<std::size_t>(E) +
+                            (N + 1) + static_cast<std::size_t>(S) * N;
+  const std::size_t scale_bytes = sizeof(T) * E;
+  const std::size_t bytes = scale_bytes + sizeof(int) * n_int;
+  index_pack_.resize(bytes);
+  char* h = index_pack_.data();
+  T* dev = arena_.alloc((bytes + sizeof(T) - 1) / sizeof(T));
+  const char* d = reinterpret_cast<const char*>(dev);
+  std::size_t at = 0;
+  auto put = [&](const void* src, std::size_t nbytes) {
+    if (nbytes) std::memcpy(h + at, src, nbytes);
+    const char* where = d + at;
+    at += nbytes;
+    return where;
+  };
+  dix_.edge_scale = reinterpret_cast<const T*>(put(edge_scale_.data(), scale_bytes));
+  dix_.input = reinterpret_cast<const int*>(put(b.input.data(), sizeof(int) * N));
+  dix_.label = reinterpret_cast<const int*>(put(b.label.data(), sizeof(int) * N));
+  dix_.edge_child = reinterpret_cast<const int*>(put(b.edge_child.data(), sizeof(int) * E));
+  dix_.edge_parent = reinterpret_cast<const int*>(put(b.edge_parent.data(), sizeof(int) * E));
+  dix_.child_ptr = reinterpret_cast<const int*>(put(b.child_ptr.data(), sizeof(int) * (N + 1)));
+  for (int k = 0; k < S; ++k)
+    dix_.slot[k] = reinterpret_cast<const int*>(put(slot_idx_[k].data(), sizeof(int) * N));
+  COPSE_ASSERT(at == bytes);
+  be_.upload_async(dev, h, bytes);
+  ++stats_.uploads;
+  stats_.upload_bytes += static_cast<double>(bytes);
 }
 
 template <typename T>
@@ -217,7 +264,7 @@ T* Executor<T>::weight_grad(int param_index) {
 template <typename T>
 void Executor<T>::gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, long lda,
                        const T* b, long ldb, T beta, T* c, long ldc) {
-  Timer t(opts_.profile, &stats_.t_gemm);
+  Timer t(be_, opts_.profile, &stats_.t_gemm);
   ++stats_.gemm_calls;
   stats_.gemm_flops += 2.0 * m * n * k;
   be_.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -226,7 +273,7 @@ void Executor<T>::gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* 
 template <typename T>
 void Executor<T>::fill(int rows, int width, T* dst, long ld) {
   if (rows <= 0) return;
-  Timer t(opts_.profile, &stats_.t_other);
+  Timer t(be_, opts_.profile, &stats_.t_other);
   ++stats_.fill_calls;
   be_.fill_rows(rows, width, T(0), dst, ld);
 }
@@ -273,6 +320,7 @@ void Executor<T>::forward(const GraphBatch& batch) {
     int deg = batch.child_ptr[r + 1] - batch.child_ptr[r];
     for (int e = batch.child_ptr[r]; e < batch.child_ptr[r + 1]; ++e) edge_scale_[e] = T(1) / deg;
   }
+  prepare_index(batch);
   compute_zero_levels();
   packed_w_.assign(plan_.steps.size(), nullptr);
   ++stats_.batches;
@@ -319,9 +367,9 @@ void Executor<T>::forward_step(const Step& s, int level) {
   switch (s.kind) {
     case StepKind::Pull: {
       const PullBinding& p = pulls_[pull_of_node_[s.node]];
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
-      be_.gather_rows(n, nd.width, p.data, p.ld, b.input.data() + rr.begin, node_ptr(s.node, rr.begin),
+      be_.gather_rows(n, nd.width, p.data, p.ld, dix_.input + rr.begin, node_ptr(s.node, rr.begin),
                       ld_of(plan_.node_value[s.node]));
       break;
     }
@@ -333,36 +381,36 @@ void Executor<T>::forward_step(const Step& s, int level) {
         break;
       }
       int sv = source_of_node_[s.node];
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.gather_rows(n, nd.width, node_ptr(sv, 0), ld_of(plan_.node_value[sv]),
-                      slot_idx_[nd.slot].data() + rr.begin, dst, ld);
+                      dix_.slot[nd.slot] + rr.begin, dst, ld);
       break;
     }
     case StepKind::EdgeChild: {
       int sv = source_of_node_[s.node];
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.gather_rows(n, nd.width, node_ptr(sv, 0), ld_of(plan_.node_value[sv]),
-                      b.edge_child.data() + rr.begin, node_ptr(s.node, rr.begin),
+                      dix_.edge_child + rr.begin, node_ptr(s.node, rr.begin),
                       ld_of(plan_.node_value[s.node]));
       break;
     }
     case StepKind::EdgeParent: {
       int src = nd.in[0];
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.gather_rows(n, nd.width, node_ptr(src, 0), ld_of(plan_.node_value[src]),
-                      b.edge_parent.data() + rr.begin, node_ptr(s.node, rr.begin),
+                      dix_.edge_parent + rr.begin, node_ptr(s.node, rr.begin),
                       ld_of(plan_.node_value[s.node]));
       break;
     }
     case StepKind::ReduceEdges: {
       int src = nd.in[0];
-      const int* ptr = b.child_ptr.data() + rr.begin;
-      Timer t(opts_.profile, &stats_.t_gather);
+      const int first_edge = b.child_ptr[rr.begin];  // host copy
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
-      be_.segment_sum(n, nd.width, ptr, node_ptr(src, ptr[0]), ld_of(plan_.node_value[src]),
+      be_.segment_sum(n, nd.width, dix_.child_ptr + rr.begin, node_ptr(src, first_edge), ld_of(plan_.node_value[src]),
                       node_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
                       nd.reduce == vertex::Reduce::Mean, false);
       break;
@@ -393,7 +441,7 @@ void Executor<T>::forward_step(const Step& s, int level) {
     }
     case StepKind::Copy: {
       long ldd = plan_.buffers[s.in_buf].width;
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.copy_rows(n, nd.width, node_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
                     buf_[s.in_buf] + static_cast<long>(rr.begin) * ldd + s.in_col, ldd, false);
@@ -416,7 +464,7 @@ void Executor<T>::forward_step(const Step& s, int level) {
         int j = reg.outputs[k];
         out_views_[k] = {node_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
       }
-      Timer t(opts_.profile, &stats_.t_fused);
+      Timer t(be_, opts_.profile, &stats_.t_fused);
       ++stats_.fused_calls;
       be_.run_fused(reg.fwd, n, in_views_.data(), out_views_.data());
       break;
@@ -464,7 +512,7 @@ void Executor<T>::set_push_grad(const std::string& name, const T* grad, long ld)
   int v = plan_.node_value[node];
   const auto& base = plan_.values[plan_.values[v].base];
   bool assign = base.push_assign && plan_.values[v].base == v && !push_set_[o];
-  Timer t(opts_.profile, &stats_.t_other);
+  Timer t(be_, opts_.profile, &stats_.t_other);
   be_.copy_rows(batch_->num_rows, plan_.fn.nodes[node].width, grad, ld, grad_ptr(v, 0), ld_of(v),
                 !assign);
   push_set_[o] = 1;

@@ -31,8 +31,11 @@ struct ExecStats {
   long gather_calls = 0;   // gathers, scatters, segment sums, copies
   long fill_calls = 0;
   long zero_skipped = 0;   // GEMMs skipped because their inputs were all zero on a level
+  long uploads = 0;        // batch index uploads (backends without host-visible memory)
+  double upload_bytes = 0;
   double gemm_flops = 0;
-  // Seconds per kind of work (with ExecOptions::profile).
+  // Seconds per kind of work (with ExecOptions::profile; the backend is
+  // synchronised around each timed call, so on a GPU these are device times).
   double t_gemm = 0, t_fused = 0, t_gather = 0, t_other = 0;
 };
 
@@ -61,6 +64,20 @@ class Executor {
   ops::RowView<const T> node_value(int node) const;
   ops::RowView<const T> node_grad(int node) const;
 
+  // The batch's index arrays in the backend's memory: the GraphBatch's own
+  // vectors on the CPU, one asynchronous upload per batch on CUDA. Valid
+  // from forward() until the arena is reset.
+  struct BatchIndex {
+    const int* input = nullptr;        // [N]
+    const int* label = nullptr;        // [N]
+    const int* edge_child = nullptr;   // [E]
+    const int* edge_parent = nullptr;  // [E]
+    const int* child_ptr = nullptr;    // [N+1]
+    std::vector<const int*> slot;      // per child slot: [N] child row or -1
+    const T* edge_scale = nullptr;     // [E] 1/deg(parent)
+  };
+  const BatchIndex& batch_index() const { return dix_; }
+
   const ExecStats& stats() const { return stats_; }
   void reset_stats() { stats_ = ExecStats(); }
   const vertex::ExecPlan& plan() const { return plan_; }
@@ -77,6 +94,7 @@ class Executor {
   };
 
   void check_inputs(const GraphBatch& b);
+  void prepare_index(const GraphBatch& b);
   void compute_zero_levels();
   Range rows_of(vertex::Domain d, int level) const;  // level -1: all rows
   Range active_rows(const std::vector<int>& nodes, vertex::Domain d) const;
@@ -130,6 +148,8 @@ class Executor {
   std::vector<std::vector<T*>> param_row_grad_;  // per region, per input: [rows, width] or null
   std::vector<std::vector<int>> slot_idx_;      // per slot: [N] child row or -1
   std::vector<T> edge_scale_;                  // [E] 1/deg(parent) for mean reductions
+  BatchIndex dix_;
+  std::vector<char> index_pack_;               // host staging of the index upload
   std::vector<char> zero_;                     // [L * nodes]
   std::vector<int> pull_rows_per_level_;
   std::vector<int> touched_;

@@ -61,10 +61,10 @@ void Executor<T>::backward_step(const Step& s, int level) {
       touched_.clear();
       for (int r = rr.begin; r < rr.end; ++r)
         if (b.input[r] >= 0) touched_.push_back(b.input[r]);
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
-                           ld_of(plan_.node_value[s.node]), b.input.data() + rr.begin, table_grad,
+                           ld_of(plan_.node_value[s.node]), dix_.input + rr.begin, table_grad,
                            p.ld);
       params_.touch_rows(p.param, touched_.data(), static_cast<int>(touched_.size()));
       break;
@@ -72,19 +72,19 @@ void Executor<T>::backward_step(const Step& s, int level) {
     case StepKind::Gather: {
       if (zero_at(s.node, level)) break;
       int sv = source_of_node_[s.node];
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
-                           ld_of(plan_.node_value[s.node]), slot_idx_[nd.slot].data() + rr.begin,
+                           ld_of(plan_.node_value[s.node]), dix_.slot[nd.slot] + rr.begin,
                            node_grad_ptr(sv, 0), ld_of(plan_.node_value[sv]));
       break;
     }
     case StepKind::EdgeChild: {
       int sv = source_of_node_[s.node];
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
-                           ld_of(plan_.node_value[s.node]), b.edge_child.data() + rr.begin,
+                           ld_of(plan_.node_value[s.node]), dix_.edge_child + rr.begin,
                            node_grad_ptr(sv, 0), ld_of(plan_.node_value[sv]));
       break;
     }
@@ -92,10 +92,11 @@ void Executor<T>::backward_step(const Step& s, int level) {
       // d(parent value) (+)= sum over the parent's edges of d(edge value).
       int src = nd.in[0];
       Range vr = rows_of(Domain::Vertex, level);
-      const int* ptr = b.child_ptr.data() + vr.begin;
-      Timer t(opts_.profile, &stats_.t_gather);
+      const int first_edge = b.child_ptr[vr.begin];  // host copy
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
-      be_.segment_sum(vr.end - vr.begin, nd.width, ptr, node_grad_ptr(s.node, ptr[0]),
+      be_.segment_sum(vr.end - vr.begin, nd.width, dix_.child_ptr + vr.begin,
+                      node_grad_ptr(s.node, first_edge),
                       ld_of(plan_.node_value[s.node]), node_grad_ptr(src, vr.begin),
                       ld_of(plan_.node_value[src]), false, s.grad_accumulate);
       break;
@@ -114,12 +115,12 @@ void Executor<T>::backward_step(const Step& s, int level) {
         tmp = arena_.alloc(static_cast<size_t>(ne) * nd.width);
         ldt = nd.width;
       }
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.gather_rows(ne, nd.width, node_grad_ptr(s.node, 0), ld_of(plan_.node_value[s.node]),
-                      b.edge_parent.data() + er.begin, tmp, ldt);
+                      dix_.edge_parent + er.begin, tmp, ldt);
       if (nd.reduce == vertex::Reduce::Mean)
-        be_.scale_rows(ne, nd.width, edge_scale_.data() + er.begin, tmp, ldt);
+        be_.scale_rows(ne, nd.width, dix_.edge_scale + er.begin, tmp, ldt);
       if (s.grad_accumulate) be_.copy_rows(ne, nd.width, tmp, ldt, dst, lds, true);
       break;
     }
@@ -148,7 +149,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
     }
     case StepKind::Copy: {
       long lds = plan_.buffers[s.in_buf].width;
-      Timer t(opts_.profile, &stats_.t_gather);
+      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.copy_rows(n, nd.width, gbuf_[s.in_buf] + static_cast<long>(rr.begin) * lds + s.in_col, lds,
                     node_grad_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
@@ -176,7 +177,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
         int j = reg.outputs[k];
         in_views_[nin + k] = {node_grad_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
       }
-      Timer t(opts_.profile, &stats_.t_fused);
+      Timer t(be_, opts_.profile, &stats_.t_fused);
       ++stats_.fused_calls;
       be_.run_fused(reg.bwd, n, in_views_.data(), out_views_.data());
       break;
@@ -216,7 +217,7 @@ void Executor<T>::lazy_param_grads(const Step& s) {
     for (size_t k = 0; k < reg.inputs.size(); ++k) {
       const auto& jn = plan_.fn.nodes[reg.inputs[k]];
       if (jn.op != Op::ParamRow || rr.end == 0) continue;
-      Timer t(opts_.profile, &stats_.t_other);
+      Timer t(be_, opts_.profile, &stats_.t_other);
       be_.colsum(rr.end, jn.width, param_row_grad_[s.region][k], jn.width,
                  weight_grad(param_of_node_[reg.inputs[k]]), true);
     }

@@ -1,0 +1,457 @@
+// The CUDA backend's hand-written kernels (declarations in cuda/kernels.h).
+//
+// Row kernels map one warp to one row and the warp's lanes to columns:
+// the rows of this runtime are 100 to 1,000 floats wide, so a warp streams a
+// row with coalesced accesses and a block of 8 warps covers 8 rows.
+#include "cuda/kernels.h"
+
+#include <cub/block/block_reduce.cuh>
+
+#include "ops/fused_program.h"
+
+namespace copse::cuda::kernels {
+
+namespace {
+
+constexpr int kWarps = 8;  // warps (rows) per block of the row kernels
+constexpr int kThreads = kWarps * 32;
+
+inline int blocks_for_rows(long rows) { return static_cast<int>((rows + kWarps - 1) / kWarps); }
+inline int blocks_for(std::size_t n, int threads) {
+  std::size_t b = (n + threads - 1) / threads;
+  return static_cast<int>(b < 65535u * 16u ? b : 65535u * 16u);
+}
+
+__device__ inline int warp_row() { return blockIdx.x * kWarps + (threadIdx.x >> 5); }
+__device__ inline int lane() { return threadIdx.x & 31; }
+
+__global__ void gather_rows_k(int n, int width, const float* __restrict__ src, long ld_src,
+                              const int* __restrict__ idx, float* __restrict__ dst, long ld_dst) {
+  const int r = warp_row();
+  if (r >= n) return;
+  const int i = idx[r];
+  float* d = dst + r * ld_dst;
+  if (i < 0) {
+    for (int j = lane(); j < width; j += 32) d[j] = 0.f;
+  } else {
+    const float* s = src + i * ld_src;
+    for (int j = lane(); j < width; j += 32) d[j] = s[j];
+  }
+}
+
+__global__ void scatter_add_rows_k(int n, int width, const float* __restrict__ src, long ld_src,
+                                   const int* __restrict__ idx, float* dst, long ld_dst) {
+  const int r = warp_row();
+  if (r >= n) return;
+  const int i = idx[r];
+  if (i < 0) return;
+  const float* s = src + r * ld_src;
+  float* d = dst + i * ld_dst;
+  for (int j = lane(); j < width; j += 32) atomicAdd(d + j, s[j]);
+}
+
+__global__ void segment_sum_k(int n, int width, const int* __restrict__ ptr,
+                              const float* __restrict__ src, long ld_src, float* dst, long ld_dst,
+                              bool mean, bool accumulate) {
+  const int r = warp_row();
+  if (r >= n) return;
+  const int base = ptr[0];
+  const int e0 = ptr[r] - base, e1 = ptr[r + 1] - base;
+  const float scale = (mean && e1 > e0) ? 1.f / static_cast<float>(e1 - e0) : 1.f;
+  float* d = dst + r * ld_dst;
+  for (int j = lane(); j < width; j += 32) {
+    float acc = accumulate ? d[j] : 0.f;
+    for (int e = e0; e < e1; ++e) acc += scale * src[e * ld_src + j];
+    d[j] = acc;
+  }
+}
+
+__global__ void copy_rows_k(int rows, int width, const float* src, long ld_src, float* dst,
+                            long ld_dst, bool accumulate) {
+  const int r = warp_row();
+  if (r >= rows) return;
+  const float* s = src + r * ld_src;
+  float* d = dst + r * ld_dst;
+  if (accumulate)
+    for (int j = lane(); j < width; j += 32) d[j] += s[j];
+  else
+    for (int j = lane(); j < width; j += 32) d[j] = s[j];
+}
+
+__global__ void fill_rows_k(int rows, int width, float value, float* dst, long ld_dst) {
+  const int r = warp_row();
+  if (r >= rows) return;
+  float* d = dst + r * ld_dst;
+  for (int j = lane(); j < width; j += 32) d[j] = value;
+}
+
+__global__ void scale_matrix_k(int m, int n, float beta, float* c, long ldc) {
+  const int r = warp_row();
+  if (r >= m) return;
+  float* d = c + r * ldc;
+  for (int j = lane(); j < n; j += 32) d[j] = beta == 0.f ? 0.f : beta * d[j];
+}
+
+// Block: 32 columns x 8 row-strides; the 8 partial sums of a column are added
+// in a fixed order.
+__global__ void colsum_k(int rows, int width, const float* __restrict__ x, long ld, float* y,
+                         bool accumulate) {
+  __shared__ float part[kWarps][33];
+  const int c = blockIdx.x * 32 + lane();
+  const int w = threadIdx.x >> 5;
+  float acc = 0.f;
+  if (c < width)
+    for (int r = w; r < rows; r += kWarps) acc += x[r * ld + c];
+  part[w][lane()] = acc;
+  __syncthreads();
+  if (w == 0 && c < width) {
+    float s = 0.f;
+    for (int k = 0; k < kWarps; ++k) s += part[k][lane()];
+    y[c] = accumulate ? y[c] + s : s;
+  }
+}
+
+__global__ void scale_rows_k(int rows, int width, const float* __restrict__ scale, float* x,
+                             long ld) {
+  const int r = warp_row();
+  if (r >= rows) return;
+  const float s = scale[r];
+  float* d = x + r * ld;
+  for (int j = lane(); j < width; j += 32) d[j] *= s;
+}
+
+__global__ void scale_k(std::size_t n, float f, float* x) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    x[i] *= f;
+}
+
+__global__ void fill_listed_rows_k(int n_rows, const int* __restrict__ rows, int width,
+                                   float value, float* base) {
+  const int r = warp_row();
+  if (r >= n_rows) return;
+  float* d = base + static_cast<long>(rows[r]) * width;
+  for (int j = lane(); j < width; j += 32) d[j] = value;
+}
+
+__global__ void scale_listed_rows_k(int n_rows, const int* __restrict__ rows, int width, float f,
+                                    float* base) {
+  const int r = warp_row();
+  if (r >= n_rows) return;
+  float* d = base + static_cast<long>(rows[r]) * width;
+  for (int j = lane(); j < width; j += 32) d[j] *= f;
+}
+
+// ---- reductions ----
+
+using BlockSum = cub::BlockReduce<double, kThreads>;
+
+// partial[b] = sum of squares over the elements block b strides over.
+__global__ void sum_squares_k(std::size_t n, const float* __restrict__ x, double* partial) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  double acc = 0;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(kThreads) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * kThreads) {
+    const double v = x[i];
+    acc += v * v;
+  }
+  const double s = BlockSum(tmp).Sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void sum_squares_listed_k(int n_rows, const int* __restrict__ rows, int width,
+                                     const float* __restrict__ base, double* partial) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  double acc = 0;
+  const long total = static_cast<long>(n_rows) * width;
+  for (long i = blockIdx.x * static_cast<long>(kThreads) + threadIdx.x; i < total;
+       i += static_cast<long>(gridDim.x) * kThreads) {
+    const long r = i / width, c = i % width;
+    const double v = base[static_cast<long>(rows[r]) * width + c];
+    acc += v * v;
+  }
+  const double s = BlockSum(tmp).Sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// out[k] = sum of partial[k * stride + b] over b < count, for k < outs.
+__global__ void finish_sum_k(const double* __restrict__ partial, int count, double* out) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  double acc = 0;
+  for (int b = threadIdx.x; b < count; b += kThreads) acc += partial[b];
+  const double s = BlockSum(tmp).Sum(acc);
+  if (threadIdx.x == 0) out[0] = s;
+}
+
+// One warp per row: max, argmax (first maximum), sum of exp, loss, gradient.
+__global__ void softmax_xent_k(int rows, int classes, const float* __restrict__ logits, long ld,
+                               const int* __restrict__ labels, float scale, float* dlogits,
+                               long ld_d, int* pred, double* row_loss, int* row_hit,
+                               int* bad_label) {
+  const int r = warp_row();
+  if (r >= rows) return;
+  const float* x = logits + r * ld;
+  float best = -INFINITY;
+  int arg = classes;
+  for (int j = lane(); j < classes; j += 32)
+    if (x[j] > best || arg == classes) best = x[j], arg = j;
+  for (int off = 16; off > 0; off >>= 1) {
+    const float ob = __shfl_xor_sync(0xffffffffu, best, off);
+    const int oa = __shfl_xor_sync(0xffffffffu, arg, off);
+    if (ob > best || (ob == best && oa < arg)) best = ob, arg = oa;
+  }
+  if (classes == 0) arg = -1;
+  if (pred && lane() == 0) pred[r] = arg;
+  const int label = labels[r];
+  float* d = dlogits ? dlogits + r * ld_d : nullptr;
+  if (label >= classes && lane() == 0) atomicCAS(bad_label, 0, r + 1);
+  if (label < 0 || label >= classes) {
+    if (d)
+      for (int j = lane(); j < classes; j += 32) d[j] = 0.f;
+    if (lane() == 0) row_loss[r] = 0, row_hit[r] = 0;
+    return;
+  }
+  double s = 0;
+  for (int j = lane(); j < classes; j += 32) s += exp(static_cast<double>(x[j] - best));
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+  if (d) {
+    const float inv = static_cast<float>(static_cast<double>(scale) / s);
+    for (int j = lane(); j < classes; j += 32) {
+      const float e = static_cast<float>(exp(static_cast<double>(x[j] - best)));
+      d[j] = e * inv - (j == label ? scale : 0.f);
+    }
+  }
+  if (lane() == 0) {
+    row_loss[r] = static_cast<double>(best) + log(s) - static_cast<double>(x[label]);
+    row_hit[r] = arg == label;
+  }
+}
+
+__global__ void softmax_finish_k(int rows, const double* __restrict__ row_loss,
+                                 const int* __restrict__ row_hit, double* out) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  double loss = 0, hits = 0;
+  for (int r = threadIdx.x; r < rows; r += kThreads) loss += row_loss[r], hits += row_hit[r];
+  const double sl = BlockSum(tmp).Sum(loss);
+  __syncthreads();
+  const double sh = BlockSum(tmp).Sum(hits);
+  if (threadIdx.x == 0) out[0] = sl, out[1] = sh;
+}
+
+// ---- optimizers ----
+
+__device__ inline void update_one(const OptimizerParams& p, float* w, const float* g, float* s0,
+                                  float* s1, long i) {
+  const float gi = g[i] + p.l2 * w[i];
+  switch (p.kind) {
+    case 0:
+      if (p.momentum == 0.f) {
+        w[i] -= p.lr * gi;
+      } else {
+        s0[i] = p.momentum * s0[i] + gi;
+        w[i] -= p.lr * s0[i];
+      }
+      break;
+    case 1:
+      s0[i] += gi * gi;
+      w[i] -= p.lr * gi / (sqrtf(s0[i]) + p.eps);
+      break;
+    default:
+      s0[i] = p.beta1 * s0[i] + (1.f - p.beta1) * gi;
+      s1[i] = p.beta2 * s1[i] + (1.f - p.beta2) * gi * gi;
+      w[i] -= p.lr * (s0[i] * p.c1) / (sqrtf(s1[i] * p.c2) + p.eps);
+      break;
+  }
+}
+
+__global__ void optimizer_k(OptimizerParams p, std::size_t n, float* w, const float* g, float* s0,
+                            float* s1) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    update_one(p, w, g, s0, s1, static_cast<long>(i));
+}
+
+__global__ void optimizer_rows_k(OptimizerParams p, int n_rows, const int* __restrict__ rows,
+                                 int width, float* w, const float* g, float* s0, float* s1) {
+  const int r = warp_row();
+  if (r >= n_rows) return;
+  const long o = static_cast<long>(rows[r]) * width;
+  for (int j = lane(); j < width; j += 32) update_one(p, w, g, s0, s1, o + j);
+}
+
+// ---- the fused-program interpreter ----
+
+__device__ inline float sigmoidf_(float x) { return 1.f / (1.f + expf(-x)); }
+
+__global__ void interpreter_k(FusedArgs args, const DevReg* __restrict__ regs,
+                              const DevInstr* __restrict__ code, int num_instr,
+                              int scratch_width) {
+  extern __shared__ float smem[];
+  const int warps = blockDim.x >> 5;
+  const int w = threadIdx.x >> 5, ln = threadIdx.x & 31;
+  const int row = blockIdx.x * warps + w;
+  if (row >= args.rows) return;
+  float* scratch = smem + static_cast<long>(w) * scratch_width;
+  auto base = [&](int reg) -> float* {
+    const DevReg& rg = regs[reg];
+    if (rg.kind == 2) return scratch + rg.temp_offset;
+    const View& v = args.v[rg.ext];
+    return v.p + static_cast<long long>(row) * v.ld;
+  };
+  using copse::ops::EwOp;
+  for (int k = 0; k < num_instr; ++k) {
+    const DevInstr in = code[k];
+    float* d = base(in.d_reg) + in.d_col;
+    const float* a = in.a_reg >= 0 ? base(in.a_reg) + in.a_col : nullptr;
+    const float* b = in.b_reg >= 0 ? base(in.b_reg) + in.b_col : nullptr;
+    for (int j = ln; j < in.width; j += 32) {
+      switch (static_cast<EwOp>(in.op)) {
+        case EwOp::Copy: d[j] = a[j]; break;
+        case EwOp::Zero: d[j] = 0.f; break;
+        case EwOp::Add: d[j] = a[j] + b[j]; break;
+        case EwOp::Sub: d[j] = a[j] - b[j]; break;
+        case EwOp::Mul: d[j] = a[j] * b[j]; break;
+        case EwOp::Sigmoid: d[j] = sigmoidf_(a[j]); break;
+        case EwOp::Tanh: d[j] = tanhf(a[j]); break;
+        case EwOp::Relu: d[j] = a[j] < 0.f ? 0.f : a[j]; break;
+        case EwOp::AddTo: d[j] += a[j]; break;
+        case EwOp::SubTo: d[j] -= a[j]; break;
+        case EwOp::MulAddTo: d[j] += a[j] * b[j]; break;
+        case EwOp::SigmoidGradAddTo: d[j] += a[j] * b[j] * (1.f - b[j]); break;
+        case EwOp::TanhGradAddTo: d[j] += a[j] * (1.f - b[j] * b[j]); break;
+        case EwOp::ReluGradAddTo: d[j] += b[j] > 0.f ? a[j] : 0.f; break;
+        case EwOp::ScaleAddTo: d[j] += in.imm * a[j]; break;
+        case EwOp::Neg: d[j] = -a[j]; break;
+        case EwOp::SigmoidGrad: d[j] = a[j] * b[j] * (1.f - b[j]); break;
+        case EwOp::TanhGrad: d[j] = a[j] * (1.f - b[j] * b[j]); break;
+        case EwOp::ReluGrad: d[j] = b[j] > 0.f ? a[j] : 0.f; break;
+      }
+    }
+    __syncwarp();
+  }
+}
+
+}  // namespace
+
+cudaError_t gather_rows(cudaStream_t s, int n, int width, const float* src, long ld_src,
+                        const int* idx, float* dst, long ld_dst) {
+  gather_rows_k<<<blocks_for_rows(n), kThreads, 0, s>>>(n, width, src, ld_src, idx, dst, ld_dst);
+  return cudaGetLastError();
+}
+
+cudaError_t scatter_add_rows(cudaStream_t s, int n, int width, const float* src, long ld_src,
+                             const int* idx, float* dst, long ld_dst) {
+  scatter_add_rows_k<<<blocks_for_rows(n), kThreads, 0, s>>>(n, width, src, ld_src, idx, dst,
+                                                             ld_dst);
+  return cudaGetLastError();
+}
+
+cudaError_t segment_sum(cudaStream_t s, int n, int width, const int* ptr, const float* src,
+                        long ld_src, float* dst, long ld_dst, bool mean, bool accumulate) {
+  segment_sum_k<<<blocks_for_rows(n), kThreads, 0, s>>>(n, width, ptr, src, ld_src, dst, ld_dst,
+                                                        mean, accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t copy_rows(cudaStream_t s, int rows, int width, const float* src, long ld_src,
+                      float* dst, long ld_dst, bool accumulate) {
+  copy_rows_k<<<blocks_for_rows(rows), kThreads, 0, s>>>(rows, width, src, ld_src, dst, ld_dst,
+                                                         accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t fill_rows(cudaStream_t s, int rows, int width, float value, float* dst, long ld_dst) {
+  fill_rows_k<<<blocks_for_rows(rows), kThreads, 0, s>>>(rows, width, value, dst, ld_dst);
+  return cudaGetLastError();
+}
+
+cudaError_t colsum(cudaStream_t s, int rows, int width, const float* x, long ld, float* y,
+                   bool accumulate) {
+  colsum_k<<<(width + 31) / 32, kThreads, 0, s>>>(rows, width, x, ld, y, accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t scale_rows(cudaStream_t s, int rows, int width, const float* scale, float* x,
+                       long ld) {
+  scale_rows_k<<<blocks_for_rows(rows), kThreads, 0, s>>>(rows, width, scale, x, ld);
+  return cudaGetLastError();
+}
+
+cudaError_t scale_matrix(cudaStream_t s, int m, int n, float beta, float* c, long ldc) {
+  scale_matrix_k<<<blocks_for_rows(m), kThreads, 0, s>>>(m, n, beta, c, ldc);
+  return cudaGetLastError();
+}
+
+cudaError_t scale(cudaStream_t s, std::size_t n, float factor, float* x) {
+  if (n == 0) return cudaSuccess;
+  scale_k<<<blocks_for(n, kThreads), kThreads, 0, s>>>(n, factor, x);
+  return cudaGetLastError();
+}
+
+cudaError_t fill_listed_rows(cudaStream_t s, int n_rows, const int* rows, int width, float value,
+                             float* base) {
+  fill_listed_rows_k<<<blocks_for_rows(n_rows), kThreads, 0, s>>>(n_rows, rows, width, value,
+                                                                  base);
+  return cudaGetLastError();
+}
+
+cudaError_t scale_listed_rows(cudaStream_t s, int n_rows, const int* rows, int width, float f,
+                              float* base) {
+  scale_listed_rows_k<<<blocks_for_rows(n_rows), kThreads, 0, s>>>(n_rows, rows, width, f, base);
+  return cudaGetLastError();
+}
+
+cudaError_t sum_squares(cudaStream_t s, std::size_t n, const float* x, double* partial,
+                        double* out) {
+  sum_squares_k<<<kReduceBlocks, kThreads, 0, s>>>(n, x, partial);
+  finish_sum_k<<<1, kThreads, 0, s>>>(partial, kReduceBlocks, out);
+  return cudaGetLastError();
+}
+
+cudaError_t sum_squares_listed_rows(cudaStream_t s, int n_rows, const int* rows, int width,
+                                    const float* base, double* partial, double* out) {
+  sum_squares_listed_k<<<kReduceBlocks, kThreads, 0, s>>>(n_rows, rows, width, base, partial);
+  finish_sum_k<<<1, kThreads, 0, s>>>(partial, kReduceBlocks, out);
+  return cudaGetLastError();
+}
+
+cudaError_t softmax_xent(cudaStream_t s, int rows, int classes, const float* logits, long ld,
+                         const int* labels, float scale, float* dlogits, long ld_d, int* pred,
+                         double* row_loss, int* row_hit, double* out, int* bad_label) {
+  softmax_xent_k<<<blocks_for_rows(rows), kThreads, 0, s>>>(rows, classes, logits, ld, labels,
+                                                            scale, dlogits, ld_d, pred, row_loss,
+                                                            row_hit, bad_label);
+  softmax_finish_k<<<1, kThreads, 0, s>>>(rows, row_loss, row_hit, out);
+  return cudaGetLastError();
+}
+
+cudaError_t optimizer_update(cudaStream_t s, const OptimizerParams& p, std::size_t n, float* w,
+                             const float* g, float* s0, float* s1) {
+  if (n == 0) return cudaSuccess;
+  optimizer_k<<<blocks_for(n, kThreads), kThreads, 0, s>>>(p, n, w, g, s0, s1);
+  return cudaGetLastError();
+}
+
+cudaError_t optimizer_update_rows(cudaStream_t s, const OptimizerParams& p, int n_rows,
+                                  const int* rows, int width, float* w, const float* g,
+                                  float* s0, float* s1) {
+  if (n_rows <= 0) return cudaSuccess;
+  optimizer_rows_k<<<blocks_for_rows(n_rows), kThreads, 0, s>>>(p, n_rows, rows, width, w, g, s0,
+                                                                 s1);
+  return cudaGetLastError();
+}
+
+cudaError_t run_interpreter(cudaStream_t s, const FusedArgs& args, const DevReg* regs,
+                            int /*num_regs*/, const DevInstr* code, int num_instr,
+                            int scratch_width, int warps) {
+  const int blocks = (args.rows + warps - 1) / warps;
+  const std::size_t smem = sizeof(float) * static_cast<std::size_t>(scratch_width) * warps;
+  interpreter_k<<<blocks, warps * 32, smem, s>>>(args, regs, code, num_instr, scratch_width);
+  return cudaGetLastError();
+}
+
+cudaError_t interpreter_allow_shared(int bytes) {
+  return cudaFuncSetAttribute(interpreter_k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+
+}  // namespace copse::cuda::kernels
