@@ -267,7 +267,7 @@ CudaBackend::CudaBackend(const CudaOptions& opts) : impl_(std::make_unique<Impl>
   check_blas(cublasCreate(&m.blas), "cublasCreate");
   check_blas(cublasSetStream(m.blas, m.compute), "cublasSetStream");
   check_blas(cublasSetMathMode(m.blas, opts.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                 : CUBLAS_PEDANTIC_MATH),
+                                                 : CUBLAS_DEFAULT_MATH),
              "cublasSetMathMode");
   for (auto& ev : m.copied) check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
   check(cudaEventCreateWithFlags(&m.compute_mark, cudaEventDisableTiming), "cudaEventCreate");
