@@ -103,6 +103,8 @@ struct CudaBackend::Impl {
   int* bad_label = nullptr;
   std::size_t softmax_rows = 0;
   double* host_result = nullptr;  // pinned [2]
+  float* ones = nullptr;          // [ones_n] of 1.0, for column sums as a GEMV
+  std::size_t ones_n = 0;
 
   std::unordered_map<std::uint64_t, FusedEntry> fused;
   bool warned_nvrtc = false;
@@ -112,15 +114,28 @@ struct CudaBackend::Impl {
     ++stats.launches;
   }
 
-  int* upload_rows(const int* rows, int n) {
+  // Row lists go up through the pinned double buffer (see upload_async): a
+  // copy from pageable memory would make the driver drain the stream first.
+  int* upload_rows(CudaBackend& be, const int* rows, int n) {
     if (static_cast<std::size_t>(n) > rows_ws_n) {
       if (rows_ws) check(cudaFree(rows_ws), "cudaFree");
       rows_ws_n = std::max<std::size_t>(n, 2 * rows_ws_n);
       check(cudaMalloc(&rows_ws, sizeof(int) * rows_ws_n), "cudaMalloc (row list)");
     }
-    check(cudaMemcpyAsync(rows_ws, rows, sizeof(int) * n, cudaMemcpyHostToDevice, compute),
-          "cudaMemcpyAsync (row list)");
+    be.upload_async(rows_ws, rows, sizeof(int) * n);
     return rows_ws;
+  }
+
+  const float* ones_for(std::size_t n) {
+    if (n > ones_n) {
+      if (ones) check(cudaFree(ones), "cudaFree");
+      ones_n = std::max(n, 2 * ones_n);
+      check(cudaMalloc(&ones, sizeof(float) * ones_n), "cudaMalloc (ones)");
+      launched(kernels::fill_rows(compute, 1, static_cast<int>(ones_n), 1.f, ones,
+                                  static_cast<long>(ones_n)),
+               "fill_rows (ones)");
+    }
+    return ones;
   }
 
   void ensure_softmax(std::size_t rows) {
@@ -292,7 +307,8 @@ CudaBackend::~CudaBackend() {
   if (m.compute_mark) quiet(cudaEventDestroy(m.compute_mark), "cudaEventDestroy");
   for (void* p : {static_cast<void*>(m.rows_ws), static_cast<void*>(m.reduce_ws),
                   static_cast<void*>(m.row_loss), static_cast<void*>(m.row_hit),
-                  static_cast<void*>(m.pred_ws), static_cast<void*>(m.bad_label)})
+                  static_cast<void*>(m.pred_ws), static_cast<void*>(m.bad_label),
+                  static_cast<void*>(m.ones)})
     if (p) quiet(cudaFree(p), "cudaFree");
   if (m.host_result) quiet(cudaFreeHost(m.host_result), "cudaFreeHost");
   if (m.blas) cublasDestroy(m.blas);
@@ -457,7 +473,14 @@ void CudaBackend::colsum(int rows, int width, const float* x, long ld, float* y,
     if (!accumulate) fill_rows(1, width, 0.f, y, width);
     return;
   }
-  impl_->launched(kernels::colsum(impl_->compute, rows, width, x, ld, y, accumulate), "colsum");
+  // y = x^T 1 (+ y): the column-major view of row-major x is x^T [width, rows].
+  // cuBLAS's GEMV is deterministic and uses the whole GPU for tall x.
+  Impl& m = *impl_;
+  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+  check_blas(cublasSgemv(m.blas, CUBLAS_OP_N, width, rows, &one, x, static_cast<int>(ld),
+                         m.ones_for(rows), 1, &beta, y, 1),
+             "cublasSgemv (colsum)");
+  ++m.stats.launches;
 }
 
 void CudaBackend::scale_rows(int rows, int width, const float* scale, float* x, long ld) {
@@ -529,7 +552,7 @@ void CudaBackend::fill_listed_rows(int n_rows, const int* rows, int width, float
                                    float* base) {
   if (n_rows <= 0 || width <= 0) return;
   Impl& m = *impl_;
-  int* d = m.upload_rows(rows, n_rows);
+  int* d = m.upload_rows(*this, rows, n_rows);
   m.launched(kernels::fill_listed_rows(m.compute, n_rows, d, width, value, base),
              "fill_listed_rows");
 }
@@ -538,7 +561,7 @@ double CudaBackend::sum_squares_listed_rows(int n_rows, const int* rows, int wid
                                             const float* base) {
   if (n_rows <= 0 || width <= 0) return 0.0;
   Impl& m = *impl_;
-  int* d = m.upload_rows(rows, n_rows);
+  int* d = m.upload_rows(*this, rows, n_rows);
   m.launched(kernels::sum_squares_listed_rows(m.compute, n_rows, d, width, base, m.reduce_ws,
                                               m.reduce_ws + kernels::kReduceBlocks),
              "sum_squares_listed_rows");
@@ -551,7 +574,7 @@ void CudaBackend::scale_listed_rows(int n_rows, const int* rows, int width, floa
                                     float* base) {
   if (n_rows <= 0 || width <= 0) return;
   Impl& m = *impl_;
-  int* d = m.upload_rows(rows, n_rows);
+  int* d = m.upload_rows(*this, rows, n_rows);
   m.launched(kernels::scale_listed_rows(m.compute, n_rows, d, width, s, base),
              "scale_listed_rows");
 }
@@ -588,7 +611,7 @@ void CudaBackend::optimizer_update_rows(const ops::OptimizerArgs& args, int n_ro
                                         float* s0, float* s1) {
   if (n_rows <= 0 || width <= 0) return;
   Impl& m = *impl_;
-  int* d = m.upload_rows(rows, n_rows);
+  int* d = m.upload_rows(*this, rows, n_rows);
   m.launched(kernels::optimizer_update_rows(m.compute, optimizer_params(args), n_rows, d, width,
                                             p, g, s0, s1),
              "optimizer_update_rows");

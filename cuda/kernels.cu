@@ -78,6 +78,18 @@ __global__ void copy_rows_k(int rows, int width, const float* src, long ld_src, 
     for (int j = lane(); j < width; j += 32) d[j] = s[j];
 }
 
+__global__ void fill_flat_k(std::size_t n, float value, float* dst) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    dst[i] = value;
+}
+
+__global__ void copy_flat_k(std::size_t n, const float* src, float* dst, bool accumulate) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    dst[i] = accumulate ? dst[i] + src[i] : src[i];
+}
+
 __global__ void fill_rows_k(int rows, int width, float value, float* dst, long ld_dst) {
   const int r = warp_row();
   if (r >= rows) return;
@@ -90,25 +102,6 @@ __global__ void scale_matrix_k(int m, int n, float beta, float* c, long ldc) {
   if (r >= m) return;
   float* d = c + r * ldc;
   for (int j = lane(); j < n; j += 32) d[j] = beta == 0.f ? 0.f : beta * d[j];
-}
-
-// Block: 32 columns x 8 row-strides; the 8 partial sums of a column are added
-// in a fixed order.
-__global__ void colsum_k(int rows, int width, const float* __restrict__ x, long ld, float* y,
-                         bool accumulate) {
-  __shared__ float part[kWarps][33];
-  const int c = blockIdx.x * 32 + lane();
-  const int w = threadIdx.x >> 5;
-  float acc = 0.f;
-  if (c < width)
-    for (int r = w; r < rows; r += kWarps) acc += x[r * ld + c];
-  part[w][lane()] = acc;
-  __syncthreads();
-  if (w == 0 && c < width) {
-    float s = 0.f;
-    for (int k = 0; k < kWarps; ++k) s += part[k][lane()];
-    y[c] = accumulate ? y[c] + s : s;
-  }
 }
 
 __global__ void scale_rows_k(int rows, int width, const float* __restrict__ scale, float* x,
@@ -355,19 +348,25 @@ cudaError_t segment_sum(cudaStream_t s, int n, int width, const int* ptr, const 
 
 cudaError_t copy_rows(cudaStream_t s, int rows, int width, const float* src, long ld_src,
                       float* dst, long ld_dst, bool accumulate) {
+  // Dense blocks (one row, or rows without padding) as one flat range: a
+  // warp per row would leave most of the GPU idle on a long single row.
+  if ((rows == 1 || (ld_src == width && ld_dst == width)) && ld_src != 0) {
+    const std::size_t n = static_cast<std::size_t>(rows) * width;
+    copy_flat_k<<<blocks_for(n, kThreads), kThreads, 0, s>>>(n, src, dst, accumulate);
+    return cudaGetLastError();
+  }
   copy_rows_k<<<blocks_for_rows(rows), kThreads, 0, s>>>(rows, width, src, ld_src, dst, ld_dst,
                                                          accumulate);
   return cudaGetLastError();
 }
 
 cudaError_t fill_rows(cudaStream_t s, int rows, int width, float value, float* dst, long ld_dst) {
+  if (rows == 1 || ld_dst == width) {
+    const std::size_t n = static_cast<std::size_t>(rows) * width;
+    fill_flat_k<<<blocks_for(n, kThreads), kThreads, 0, s>>>(n, value, dst);
+    return cudaGetLastError();
+  }
   fill_rows_k<<<blocks_for_rows(rows), kThreads, 0, s>>>(rows, width, value, dst, ld_dst);
-  return cudaGetLastError();
-}
-
-cudaError_t colsum(cudaStream_t s, int rows, int width, const float* x, long ld, float* y,
-                   bool accumulate) {
-  colsum_k<<<(width + 31) / 32, kThreads, 0, s>>>(rows, width, x, ld, y, accumulate);
   return cudaGetLastError();
 }
 

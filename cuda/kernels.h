@@ -24,9 +24,6 @@ cudaError_t segment_sum(cudaStream_t s, int n, int width, const int* ptr, const 
 cudaError_t copy_rows(cudaStream_t s, int rows, int width, const float* src, long ld_src,
                       float* dst, long ld_dst, bool accumulate);
 cudaError_t fill_rows(cudaStream_t s, int rows, int width, float value, float* dst, long ld_dst);
-// y (+)= column sums of x, rows added in a fixed order (deterministic).
-cudaError_t colsum(cudaStream_t s, int rows, int width, const float* x, long ld, float* y,
-                   bool accumulate);
 cudaError_t scale_rows(cudaStream_t s, int rows, int width, const float* scale, float* x,
                        long ld);
 // C = beta * C over [m, n] (beta == 0 writes zeros whatever C held).
