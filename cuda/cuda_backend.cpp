@@ -320,6 +320,7 @@ std::string CudaBackend::name() const {
   return fmt::format("cuda:{} ({})", impl_->opts.device, impl_->prop.name);
 }
 const CudaOptions& CudaBackend::options() const { return impl_->opts; }
+CUstream_st* CudaBackend::stream() const { return impl_->compute; }
 const CudaStats& CudaBackend::stats() const { return impl_->stats; }
 void CudaBackend::reset_stats() {
   const std::size_t now = impl_->stats.device_bytes;

@@ -21,6 +21,8 @@
 
 #include "ops/backend.h"
 
+struct CUstream_st;  // cudaStream_t is CUstream_st*; this header stays free of CUDA's
+
 namespace copse::cuda {
 
 // Usable GPUs; any error (no driver, driver too old) counts as none.
@@ -55,6 +57,9 @@ class CudaBackend final : public ops::Backend<float> {
 
   std::string name() const override;
   const CudaOptions& options() const;
+  // The stream every kernel and cuBLAS call of this backend is queued on, for
+  // libraries whose work must stay in order with it (cuDNN in a benchmark).
+  CUstream_st* stream() const;
   const CudaStats& stats() const;
   void reset_stats();
 

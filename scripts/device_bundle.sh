@@ -2,6 +2,8 @@
 # Packs copse's CUDA build for a GPU machine that has the CUDA toolkit but
 # none of Debian's packages (oneDNN, fmt, ...): the test and benchmark
 # binaries, the non-CUDA shared libraries they load, and the SST files.
+# cuDNN (bench_seq_lstm) is not packed (hundreds of MB): the GPU machine's own
+# is used, e.g. the one in PyTorch's wheels (benchmarks/peers/run_gpu.sh finds it).
 #
 #   scripts/device_bundle.sh [OUT_DIR]     (default: .device/, git-ignored)
 #
@@ -9,6 +11,7 @@
 #   export LD_LIBRARY_PATH=$PWD/.device/lib:$LD_LIBRARY_PATH
 #   .device/copse_tests --gtest_filter='Cuda*:Device*'
 #   .device/bench_treelstm --device cuda --data .device/data/sst/train.txt ...
+#   benchmarks/peers/run_gpu.sh          (the peer suite and bench_seq_lstm on the GPU)
 # The bundle is built for sm_90 (override with CMAKE_CUDA_ARCHITECTURES) and
 # without -march=native, so its CPU code runs on the GPU machine's processor.
 set -euo pipefail
@@ -18,18 +21,27 @@ build="${COPSE_DEVICE_BUILD_DIR:-$root/build-device}"
 arch="${CMAKE_CUDA_ARCHITECTURES:-90}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCOPSE_WITH_CUDA=ON -DCOPSE_NATIVE=OFF \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-cmake --build "$build" -j "${COPSE_JOBS:-$(nproc)}" --target copse copse_tests bench_treelstm
+bins=(copse copse_tests bench_treelstm dump_first_batch)
+# bench_seq_lstm exists only where CMake found cuDNN.
+if cmake --build "$build" --target help | grep bench_seq_lstm >/dev/null; then
+  bins+=(bench_seq_lstm)
+else
+  echo "device_bundle.sh: no cuDNN here: bench_seq_lstm is left out" >&2
+fi
+cmake --build "$build" -j "${COPSE_JOBS:-$(nproc)}" --target "${bins[@]}"
 rm -rf "$out"
 mkdir -p "$out/lib" "$out/data/sst"
-cp "$build/copse" "$build/copse_tests" "$build/bench_treelstm" "$out/"
-strip "$out/copse" "$out/copse_tests" "$out/bench_treelstm"
+for b in "${bins[@]}"; do
+  cp "$build/$b" "$out/"
+  strip "$out/$b"
+done
 # Every shared library the binaries load that is neither the C runtime nor CUDA's.
-for bin in "$out/copse_tests" "$out/bench_treelstm"; do
-  ldd "$bin" | awk '/=>/ {print $3}'
+for b in "${bins[@]}"; do
+  ldd "$out/$b" | awk '/=>/ {print $3}'
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|libgcc_s.so*|libstdc++.so*) ;;
-    libcudart*|libcublas*|libnvrtc*|libcuda.so*) ;;
+    libcudart*|libcublas*|libnvrtc*|libcuda.so*|libcudnn*) ;;
     *) cp -L "$lib" "$out/lib/" ;;
   esac
 done

@@ -34,6 +34,15 @@ import numpy as np
 
 PARAM_NAMES = ["embed", "W", "U", "U.b", "out.W", "out.b"]
 CHECK_TOL = 1e-4
+# Exit statuses of a peer: 0 ok, 3 the same-function check failed (not timed),
+# 4 the framework is not installed (skipped), 5 --device cuda without a usable GPU.
+EXIT_CHECK_FAILED, EXIT_NOT_INSTALLED, EXIT_NO_DEVICE = 3, 4, 5
+
+
+def no_device(name: str, reason: str):
+    """Ends a peer asked for --device cuda on a machine without a usable GPU."""
+    print(f"{name}: --device cuda: no usable GPU: {reason}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_NO_DEVICE)
 
 
 # --------------------------------------------------------------------------- trees
@@ -253,6 +262,12 @@ def arg_parser(desc: str) -> argparse.ArgumentParser:
     ap.add_argument("--seconds", type=float, default=20.0, help="stop timing after this long")
     ap.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where the peer computes (cuda: float32 without TF32; "
+                         "the check still compares with copse's CPU reference)")
+    ap.add_argument("--distinct-batches", type=int, default=0,
+                    help="cycle over this many distinct batches in the timed run "
+                         "(0: every batch distinct); bounds a JIT peer's compilations")
     ap.add_argument("--perturb", action="store_true",
                     help="self-test: move one weight (W[0, 0]) by 0.1; the check must fail")
     ap.add_argument("--check-only", action="store_true")
@@ -270,6 +285,7 @@ def run_peer(name: str, args, trees, vocab, make_model):
     make_model(params: dict[str, np.ndarray]) returns an object with
       loss_and_grads(trees) -> (float loss, {name: np.ndarray grad})   (no update)
       train_step(trees) -> float loss   (forward + backward + Adam step)
+      sync() (optional) -> waits for the device; called before the clock starts and stops
     Exit status: 0 ok, 3 when the same-function check fails."""
     check_vocab(args.ref, vocab)
     meta, _ = load_reference(args.ref)
@@ -284,7 +300,8 @@ def run_peer(name: str, args, trees, vocab, make_model):
     loss, grads = model.loss_and_grads(first)
     ok, worst, errs = same_function_check(name, loss, grads, args.ref)
     result = {"system": name, "embed": cfg["embed"], "hidden": cfg["hidden"], "batch": args.batch,
-              "check_ok": ok, "check_max_rel_err": worst, "check": errs, "trees_per_s": None}
+              "device": args.device, "check_ok": ok, "check_max_rel_err": worst, "check": errs,
+              "trees_per_s": None}
     if args.perturb:
         print(f"[perturb] {name}: the check {'FAILED as it must' if not ok else 'PASSED: BROKEN'}",
               flush=True)
@@ -294,35 +311,39 @@ def run_peer(name: str, args, trees, vocab, make_model):
     if not ok:
         print(f"{name}: FAILED the same-function check; not timed", flush=True)
         _emit(args, result)
-        return 3
+        return EXIT_CHECK_FAILED
     if args.check_only:
         _emit(args, result)
         return 0
     model = make_model(load_params(args.ref))  # fresh parameters for the timed run
     order = timing_order(len(trees))
     steps_max = args.warmup + max(2, -(-args.trees // args.batch))
+    distinct = min(args.distinct_batches, steps_max) if args.distinct_batches > 0 else steps_max
     batches = [[trees[order[(s * args.batch + j) % len(order)]] for j in range(args.batch)]
-               for s in range(steps_max)]
+               for s in range(distinct)]
     if hasattr(model, "precompile"):  # JIT peers: compile every shape the run will see, untimed
         t = time.perf_counter()
         n = model.precompile(batches)
         print(f"{name}: compiled {n} shapes in {time.perf_counter() - t:.1f} s (untimed)", flush=True)
-    for b in batches[:args.warmup]:
-        model.train_step(b)
+    sync = getattr(model, "sync", lambda: None)
+    for s in range(args.warmup):
+        model.train_step(batches[s % distinct])
     done = steps = 0
+    sync()
     t0 = time.perf_counter()
-    for b in batches[args.warmup:]:
+    for s in range(args.warmup, steps_max):
         if steps >= 2 and time.perf_counter() - t0 >= args.seconds:
             break
-        loss = model.train_step(b)
+        loss = model.train_step(batches[s % distinct])
         if not np.isfinite(loss):
             raise SystemExit(f"{name}: non-finite loss")
         done += args.batch
         steps += 1
+    sync()
     secs = time.perf_counter() - t0
-    result.update(trees=done, seconds=secs, trees_per_s=done / secs)
-    print(f"{name}: {done / secs:.1f} trees/s ({done} trees in {secs:.2f} s, batch {args.batch})",
-          flush=True)
+    result.update(trees=done, seconds=secs, trees_per_s=done / secs, distinct_batches=distinct)
+    print(f"{name}: {done / secs:.1f} trees/s ({done} trees in {secs:.2f} s, batch {args.batch}, "
+          f"{args.device})", flush=True)
     _emit(args, result)
     return 0
 

@@ -25,7 +25,7 @@ try:
     import dynet as dy  # noqa: E402
 except ImportError as e:  # pragma: no cover
     print(f"dynet_autobatch: dynet is not installed ({e}); skipped", file=sys.stderr)
-    sys.exit(4)
+    sys.exit(common.EXIT_NOT_INSTALLED)
 
 
 class DynetTreeLSTM:
@@ -94,6 +94,9 @@ class DynetTreeLSTM:
 
 def main(argv=None):
     args = common.arg_parser(__doc__).parse_args(argv)
+    if args.device != "cpu":
+        print("dynet_autobatch: CPU only (the dynet38 wheel has no CUDA); skipped", file=sys.stderr)
+        return common.EXIT_NOT_INSTALLED
     sys.setrecursionlimit(100000)
     trees, vocab = common.load_treebank(args.data)
     return common.run_peer("dynet_autobatch", args, trees, vocab,

@@ -11,15 +11,31 @@ rows; the loss masks padded and unlabelled rows. Each distinct padded shape
 is compiled once (before the timed run). Embedding rows are gathered for
 the batch's distinct words and updated lazily (Adam on those rows only, as
 PyTorch's SparseAdam and copse's sparse-row updates); the dense parameters
-get Adam."""
+get Adam.
+
+With --device cuda, JAX runs on the GPU (JAX_PLATFORMS=cuda, float32 dots at
+"highest" precision: no TF32)."""
 from __future__ import annotations
 
 import os
 import sys
 
-os.environ.setdefault("XLA_FLAGS",
-                      "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+def _wants_cuda(argv) -> bool:
+    """--device cuda, read before jax is imported (JAX_PLATFORMS is read then)."""
+    for k, a in enumerate(argv):
+        if a == "--device=cuda" or (a == "--device" and argv[k + 1:k + 2] == ["cuda"]):
+            return True
+    return False
+
+
+GPU = _wants_cuda(sys.argv[1:])
+if GPU:
+    os.environ["JAX_PLATFORMS"] = "cuda"
+else:
+    os.environ.setdefault("XLA_FLAGS",
+                          "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
@@ -32,7 +48,22 @@ try:
     from jax import lax  # noqa: E402
 except ImportError as e:  # pragma: no cover
     print(f"jax_padded: jax is not installed ({e}); skipped", file=sys.stderr)
-    sys.exit(4)
+    sys.exit(common.EXIT_NOT_INSTALLED)
+
+
+def check_device():
+    """On --device cuda: a GPU backend, and float32 dots without TF32."""
+    if not GPU:
+        return
+    try:
+        devs = jax.devices()
+    except Exception as e:  # noqa: BLE001 - "Unable to initialize backend 'cuda'", ...
+        why = str(e) or (f"jax {jax.__version__} has no usable 'cuda' platform (no CUDA "
+                         f"plugin installed, or no GPU)")
+        common.no_device("jax_padded", f"{type(e).__name__}: {why}")
+    if not devs or devs[0].platform != "gpu":
+        common.no_device("jax_padded", f"jax.devices() is {devs}")
+    jax.config.update("jax_default_matmul_precision", "highest")
 
 DENSE = ["W", "U", "U.b", "out.W", "out.b"]
 
@@ -184,9 +215,16 @@ class JaxPadded:
         self.state, loss = self._step(self.state, *self._args(pb), self.lr)
         return float(loss)
 
+    def sync(self):
+        jax.block_until_ready(self.state)
+
 
 def main(argv=None):
     args = common.arg_parser(__doc__).parse_args(argv)
+    if (args.device == "cuda") != GPU:
+        raise SystemExit("jax_padded: --device must be given on the command line (read before "
+                         "jax is imported)")
+    check_device()
     trees, vocab = common.load_treebank(args.data)
     return common.run_peer("jax_padded", args, trees, vocab, lambda p: JaxPadded(p, args.lr))
 

@@ -26,6 +26,9 @@ def main():
     ap.add_argument("--note", default="", help="run conditions, put in every CSV row and the plot")
     a = ap.parse_args()
     rows = [json.loads(l) for l in open(a.jsonl) if l.strip().startswith("{")]
+    if not rows:
+        print(f"{a.jsonl}: no results")
+        return
     systems = list(OrderedDict.fromkeys(r["system"] for r in rows))
     configs = list(OrderedDict.fromkeys((r["embed"], r["hidden"], r["batch"]) for r in rows))
     by = {(r["system"], r["embed"], r["hidden"], r["batch"]): r for r in rows}
