@@ -7,6 +7,7 @@
 #      DyNet sizes e=h=128 and 256 at batch 64.
 # Logs go to $OUT (the device tool brings that folder back) or ./gpu-out.
 #   scripts/gpu_checks.sh [--quick]      (--quick: tests and one benchmark)
+# The peer comparison on the GPU is the separate benchmarks/peers/run_gpu.sh.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
