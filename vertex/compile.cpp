@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "vertex/fusion.h"
 #include "vertex/plan.h"
+#include "vertex/strided_views.h"
 
 namespace copse::vertex {
 
@@ -61,6 +62,8 @@ class Compiler {
     materialize();
     place_values();
     schedule();
+    viewed_base_ = opts_.strided_views ? mark_strided_views(p_)
+                                       : std::vector<char>(p_.values.size(), 0);
     decide_grad_modes();
     for (size_t r = 0; r < p_.regions.size(); ++r) build_region_programs(p_.regions[r], fn_, p_, r);
     return std::move(p_);
@@ -480,7 +483,7 @@ class Compiler {
         at = c.c1;
       }
       if (at != v.width) exclusive = false;
-      v.grad_zero_fill = !exclusive;
+      v.grad_zero_fill = !exclusive || viewed_base_[b];  // views add into the children's rows
     }
     // One GEMM writes the gradients of all the inputs of its part: they must
     // agree on overwrite vs accumulate.
@@ -529,6 +532,7 @@ class Compiler {
   ExecPlan p_;
   int n_ = 0;
   std::vector<char> view_, mat_;
+  std::vector<char> viewed_base_;  // per value: the base value of a Step::strided_view gather
   std::vector<Step> matmul_parts_, copies_;
 };
 
