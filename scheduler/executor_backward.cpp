@@ -121,7 +121,9 @@ void Executor<T>::backward_step(const Step& s, int level) {
       T* dst = in_grad_ptr(src, er.begin);
       T* tmp = dst;
       long ldt = lds;
-      if (s.grad_accumulate) {
+      // A viewed gather's gradient is the children's rows: add into them.
+      const bool accumulate = s.grad_accumulate || view_of(plan_.node_value[src]);
+      if (accumulate) {
         tmp = arena_.alloc(static_cast<size_t>(ne) * nd.width);
         ldt = nd.width;
       }
@@ -131,7 +133,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
                       b.edge_parent.data() + er.begin, tmp, ldt);
       if (nd.reduce == vertex::Reduce::Mean)
         be_.scale_rows(ne, nd.width, edge_scale_.data() + er.begin, tmp, ldt);
-      if (s.grad_accumulate) be_.copy_rows(ne, nd.width, tmp, ldt, dst, lds, true);
+      if (accumulate) be_.copy_rows(ne, nd.width, tmp, ldt, dst, lds, true);
       break;
     }
     case StepKind::MatMul: {
@@ -144,11 +146,11 @@ void Executor<T>::backward_step(const Step& s, int level) {
         return viewed ? in_grad_ptr(x0, row)
                       : gbuf_[s.in_buf] + static_cast<long>(row) * ldx_buf + s.in_col;
       };
-      T beta = s.grad_accumulate ? T(1) : T(0);
+      T beta = s.grad_accumulate || viewed ? T(1) : T(0);  // a view adds into the children
       Range a = rr;
       if (level >= 0) {
         if (all_zero_at(s.part_inputs, level)) {
-          if (!s.grad_accumulate) fill(n, s.k, dx_at(rr.begin), ldx);
+          if (beta == T(0)) fill(n, s.k, dx_at(rr.begin), ldx);
           break;
         }
       } else {
@@ -169,7 +171,8 @@ void Executor<T>::backward_step(const Step& s, int level) {
       Timer t(opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.copy_rows(n, nd.width, gbuf_[s.in_buf] + static_cast<long>(rr.begin) * lds + s.in_col, lds,
-                    in_grad_ptr(s.node, rr.begin), in_ld(s.node), s.grad_accumulate);
+                    in_grad_ptr(s.node, rr.begin), in_ld(s.node),
+                    s.grad_accumulate || view_of(plan_.node_value[s.node]));
       break;
     }
     case StepKind::Fused: {
@@ -177,6 +180,21 @@ void Executor<T>::backward_step(const Step& s, int level) {
       const size_t nin = reg.inputs.size();
       in_views_.resize(nin + reg.outputs.size());
       out_views_.resize(nin);
+      // On a level where one of its strided gathers is viewed the region runs
+      // bwd_views, which adds into every strided gather's gradient: one that
+      // is not viewed here and is normally overwritten is zeroed first.
+      bool any_view = false;
+      for (int j : reg.inputs)
+        any_view = any_view || (plan_.fn.nodes[j].op != Op::ParamRow && view_of(plan_.node_value[j]));
+      if (any_view) {
+        for (size_t k = 0; k < nin; ++k) {
+          const int v = plan_.node_value[reg.inputs[k]];
+          if (plan_.fn.nodes[reg.inputs[k]].op == Op::ParamRow || view_of_value_[v] < 0 ||
+              view_of(v) || reg.input_grad_accumulate[k])
+            continue;
+          fill(n, plan_.values[v].width, grad_ptr(v, rr.begin), ld_of(v));
+        }
+      }
       for (size_t k = 0; k < nin; ++k) {
         int j = reg.inputs[k];
         const auto& jn = plan_.fn.nodes[j];
@@ -195,7 +213,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
       }
       Timer t(opts_.profile, &stats_.t_fused);
       ++stats_.fused_calls;
-      be_.run_fused(reg.bwd, n, in_views_.data(), out_views_.data());
+      be_.run_fused(any_view ? reg.bwd_views : reg.bwd, n, in_views_.data(), out_views_.data());
       break;
     }
   }

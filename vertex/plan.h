@@ -69,8 +69,9 @@ struct Step {
   // children's gradient rows, so nothing is copied or scattered. Set when
   // every consumer can take a view: level-phase fused regions, copies, edge
   // reductions, and GEMM parts that read this value alone where it lives;
-  // the value is then neither a state nor an output, and its gradient
-  // accumulates (zero-filled on the levels that are not viewed).
+  // the value is then neither a state nor an output. On a viewed level every
+  // writer of its gradient adds (Region::bwd_views for fused programs); on
+  // the other levels the gradient is written as the compiler decided.
   bool strided_view = false;
   // Fused
   int region = -1;
@@ -88,6 +89,10 @@ struct Region {
   // bwd outputs: gradients of `inputs` (for a ParamRow: one row per row, summed later).
   ops::FusedProgram bwd;
   std::vector<bool> input_grad_accumulate;  // per input: bwd adds into the gradient
+  // bwd, except that the inputs read through a Step::strided_view gather add
+  // into their gradients: for the levels where one of them is viewed (empty
+  // when the region reads no such gather).
+  ops::FusedProgram bwd_views;
 };
 
 struct ExecPlan {
