@@ -34,6 +34,7 @@ SentimentModel<T>::SentimentModel(const vertex::VertexFunction& cell, const Sent
   if (cfg.vocab <= 0) fail("sentiment model: vocabulary is empty");
   vertex::CompileOptions co;
   co.fuse = cfg.fuse;
+  co.strided_views = cfg.strided_views;
   plan_ = vertex::compile(cell, co);
   if (plan_.fn.find_output("h") < 0)
     fail("sentiment model: the cell '{}' must push an output named 'h'", cell.name);

@@ -22,6 +22,7 @@ struct SentimentConfig {
   int classes = 5;
   float embed_init = 0.1f;  // embeddings start U[-embed_init, embed_init]
   bool fuse = true;
+  bool strided_views = true;  // vertex::CompileOptions::strided_views
   bool profile = false;
 };
 

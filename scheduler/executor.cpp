@@ -46,6 +46,16 @@ Executor<T>::Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend,
       source_of_node_[i] = fn.states[fn.find_state(nd.name)].value;
     if (nd.op == Op::ParamRow || nd.op == Op::MatMul) param_of_node_[i] = fn.find_param(nd.name);
   }
+  view_of_value_.assign(plan_.values.size(), -1);
+  for (size_t i = 0; i < plan_.steps.size(); ++i) {
+    if (!plan_.steps[i].strided_view) continue;
+    const int vi = static_cast<int>(view_steps_.size());
+    view_steps_.push_back(static_cast<int>(i));
+    const int base = plan_.node_value[plan_.steps[i].node];
+    for (size_t v = 0; v < plan_.values.size(); ++v)
+      if (plan_.values[v].base == base) view_of_value_[v] = vi;
+  }
+  level_view_.resize(view_steps_.size());
 }
 
 template <typename T>
@@ -323,19 +333,31 @@ void Executor<T>::forward(const GraphBatch& batch) {
   prepare_index(batch);
   compute_zero_levels();
   packed_w_.assign(plan_.steps.size(), nullptr);
+  const size_t V = view_steps_.size();
+  viewed_.assign(static_cast<size_t>(batch.num_levels) * V, 0);
+  rematerialized_.assign(V, 0);
   ++stats_.batches;
   stats_.levels += batch.num_levels;
 
+  clear_level_views();
   for (const Step& s : plan_.steps)
     if (s.phase == Phase::Hoisted) forward_step(s, -1);
-  for (int l = 0; l < batch.num_levels; ++l)
+  for (int l = 0; l < batch.num_levels; ++l) {
+    set_level_views(l);
+    for (size_t vi = 0; vi < V; ++vi) viewed_[l * V + vi] = level_view_[vi].on;
     for (const Step& s : plan_.steps)
       if (s.phase == Phase::Level) forward_step(s, l);
+  }
+  clear_level_views();
   for (const Step& s : plan_.steps)
     if (s.phase == Phase::Output) forward_step(s, -1);
 
   if (opts_.training) {
     for (int v : plan_.zero_fill_values) {
+      if (view_of_value_[v] >= 0) {
+        fill_grad_outside_views(v);
+        continue;
+      }
       const auto& pv = plan_.values[v];
       int rows = plan_.buffers[pv.buf].domain == Domain::Vertex ? N : E;
       fill(rows, pv.width, grad_ptr(v, 0), ld_of(v));
@@ -374,6 +396,10 @@ void Executor<T>::forward_step(const Step& s, int level) {
       break;
     }
     case StepKind::Gather: {
+      if (view_of(plan_.node_value[s.node])) {  // the consumers read the children in place
+        ++stats_.strided_views;
+        break;
+      }
       T* dst = node_ptr(s.node, rr.begin);
       long ld = ld_of(plan_.node_value[s.node]);
       if (zero_at(s.node, level)) {
@@ -388,6 +414,10 @@ void Executor<T>::forward_step(const Step& s, int level) {
       break;
     }
     case StepKind::EdgeChild: {
+      if (view_of(plan_.node_value[s.node])) {
+        ++stats_.strided_views;
+        break;
+      }
       int sv = source_of_node_[s.node];
       Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
@@ -410,7 +440,7 @@ void Executor<T>::forward_step(const Step& s, int level) {
       const int first_edge = b.child_ptr[rr.begin];  // host copy
       Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
-      be_.segment_sum(n, nd.width, dix_.child_ptr + rr.begin, node_ptr(src, first_edge), ld_of(plan_.node_value[src]),
+      be_.segment_sum(n, nd.width, dix_.child_ptr + rr.begin, in_ptr(src, first_edge), in_ld(src),
                       node_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
                       nd.reduce == vertex::Reduce::Mean, false);
       break;
@@ -425,7 +455,10 @@ void Executor<T>::forward_step(const Step& s, int level) {
           if (s.first_part) fill(n, out, node_ptr(s.node, rr.begin), ldm);
           break;
         }
-        gemm(false, true, n, out, s.k, T(1), x_at(rr.begin), ldx, w, K, s.first_part ? T(0) : T(1),
+        const int x0 = s.part_inputs.size() == 1 ? s.part_inputs[0] : -1;
+        const bool viewed = x0 >= 0 && view_of(plan_.node_value[x0]);  // a strided gather
+        gemm(false, true, n, out, s.k, T(1), viewed ? in_ptr(x0, rr.begin) : x_at(rr.begin),
+             viewed ? in_ld(x0) : ldx, w, K, s.first_part ? T(0) : T(1),
              node_ptr(s.node, rr.begin), ldm);
       } else {
         Range a = active_rows(s.part_inputs, s.domain);
@@ -443,7 +476,7 @@ void Executor<T>::forward_step(const Step& s, int level) {
       long ldd = plan_.buffers[s.in_buf].width;
       Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
-      be_.copy_rows(n, nd.width, node_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
+      be_.copy_rows(n, nd.width, in_ptr(s.node, rr.begin), in_ld(s.node),
                     buf_[s.in_buf] + static_cast<long>(rr.begin) * ldd + s.in_col, ldd, false);
       break;
     }
@@ -457,7 +490,7 @@ void Executor<T>::forward_step(const Step& s, int level) {
         if (jn.op == Op::ParamRow) {
           in_views_[k] = {params_.param(param_ids_[param_of_node_[j]]), 0};
         } else {
-          in_views_[k] = {node_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
+          in_views_[k] = {in_ptr(j, rr.begin), in_ld(j)};
         }
       }
       for (size_t k = 0; k < reg.outputs.size(); ++k) {

@@ -33,6 +33,13 @@ struct ExecStats {
   long zero_skipped = 0;   // GEMMs skipped because their inputs were all zero on a level
   long uploads = 0;        // batch index uploads (backends without host-visible memory)
   double upload_bytes = 0;
+  // Strided path (vertex::Step::strided_view): gathers served on a level by a
+  // view of the children's rows (no copy), their backward scatter-adds that
+  // the consumers' direct accumulation made unnecessary, and gathers run once
+  // over all rows after all so that a lazy weight gradient has its operand.
+  long strided_views = 0;
+  long strided_grads = 0;
+  long view_rematerialized = 0;
   double gemm_flops = 0;
   // Seconds per kind of work (with ExecOptions::profile; the backend is
   // synchronised around each timed call, so on a GPU these are device times).
@@ -101,6 +108,35 @@ class Executor {
   bool zero_at(int node, int level) const { return zero_[level * num_nodes_ + node] != 0; }
   bool all_zero_at(const std::vector<int>& nodes, int level) const;
 
+  // On this level, the view that stands for a strided gather's value (see
+  // vertex::Step::strided_view): row r of the level is row r - row0 of
+  // val / grad with leading dimension ld.
+  struct LevelView {
+    bool on = false;
+    T* val = nullptr;
+    T* grad = nullptr;
+    long ld = 0;
+    int row0 = 0;
+  };
+  void set_level_views(int level);
+  void clear_level_views();
+  const LevelView* view_of(int value) const;
+  StridedRun run_of(int vi, int level) const;
+  // Where a step reads node j (in_ptr, in_ld) and writes its gradient
+  // (in_grad_ptr): its own buffer, or this level's view.
+  T* in_ptr(int node, int row) const;
+  T* in_grad_ptr(int node, int row) const;
+  long in_ld(int node) const;
+  // The rows [a.begin, a.end) of a lazy weight gradient's operand, as spans
+  // of contiguous memory; materializes viewed levels when that is cheaper.
+  struct Span {
+    int begin = 0, end = 0;
+    const T* x = nullptr;
+    long ld = 0;
+  };
+  void lazy_operand_spans(const vertex::Step& s, Range a, std::vector<Span>& spans);
+  void fill_grad_outside_views(int value);
+
   T* value_ptr(int value, int row) const;
   T* grad_ptr(int value, int row) const;
   long ld_of(int value) const;
@@ -155,6 +191,13 @@ class Executor {
   std::vector<int> touched_;
   std::vector<char> push_set_;
   std::vector<T*> packed_w_;                   // per step: packed merged weights, this batch
+  // Strided gathers, numbered vi = 0..V-1.
+  std::vector<int> view_steps_;                // [V] their steps
+  std::vector<int> view_of_value_;             // per value: vi of its base's gather, or -1
+  std::vector<LevelView> level_view_;          // [V] this level's views
+  std::vector<char> viewed_;                   // [L * V] the view was on at level l (forward)
+  std::vector<char> rematerialized_;           // [V] gathered over all rows for backward
+  std::vector<Span> spans_;
   bool have_forward_ = false;
 
   // Reused call arguments for fused programs.

@@ -31,9 +31,12 @@ void Executor<T>::backward() {
   const auto& steps = plan_.steps;
   for (auto it = steps.rbegin(); it != steps.rend(); ++it)
     if (it->phase == Phase::Output) backward_step(*it, -1);
-  for (int l = batch_->num_levels - 1; l >= 0; --l)
+  for (int l = batch_->num_levels - 1; l >= 0; --l) {
+    set_level_views(l);
     for (auto it = steps.rbegin(); it != steps.rend(); ++it)
       if (it->phase == Phase::Level) backward_step(*it, l);
+  }
+  clear_level_views();
   for (const Step& s : steps)
     if (s.phase == Phase::Level) lazy_param_grads(s);
   for (auto it = steps.rbegin(); it != steps.rend(); ++it)
@@ -70,6 +73,10 @@ void Executor<T>::backward_step(const Step& s, int level) {
       break;
     }
     case StepKind::Gather: {
+      if (view_of(plan_.node_value[s.node])) {  // the consumers added into the children's rows
+        ++stats_.strided_grads;
+        break;
+      }
       if (zero_at(s.node, level)) break;
       int sv = source_of_node_[s.node];
       Timer t(be_, opts_.profile, &stats_.t_gather);
@@ -80,6 +87,10 @@ void Executor<T>::backward_step(const Step& s, int level) {
       break;
     }
     case StepKind::EdgeChild: {
+      if (view_of(plan_.node_value[s.node])) {
+        ++stats_.strided_grads;
+        break;
+      }
       int sv = source_of_node_[s.node];
       Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
@@ -107,11 +118,13 @@ void Executor<T>::backward_step(const Step& s, int level) {
       Range er = rows_of(Domain::Edge, level);
       int ne = er.end - er.begin;
       if (ne == 0) break;
-      long lds = ld_of(plan_.node_value[src]);
-      T* dst = node_grad_ptr(src, er.begin);
+      long lds = in_ld(src);
+      T* dst = in_grad_ptr(src, er.begin);
       T* tmp = dst;
       long ldt = lds;
-      if (s.grad_accumulate) {
+      // A viewed gather's gradient is the children's rows: add into them.
+      const bool accumulate = s.grad_accumulate || view_of(plan_.node_value[src]);
+      if (accumulate) {
         tmp = arena_.alloc(static_cast<size_t>(ne) * nd.width);
         ldt = nd.width;
       }
@@ -121,17 +134,24 @@ void Executor<T>::backward_step(const Step& s, int level) {
                       dix_.edge_parent + er.begin, tmp, ldt);
       if (nd.reduce == vertex::Reduce::Mean)
         be_.scale_rows(ne, nd.width, dix_.edge_scale + er.begin, tmp, ldt);
-      if (s.grad_accumulate) be_.copy_rows(ne, nd.width, tmp, ldt, dst, lds, true);
+      if (accumulate) be_.copy_rows(ne, nd.width, tmp, ldt, dst, lds, true);
       break;
     }
     case StepKind::MatMul: {
-      const auto [out, K, mv, ldm, ldx, w] = gemm_operands(s);
-      auto dx_at = [&](int row) { return gbuf_[s.in_buf] + static_cast<long>(row) * ldx + s.in_col; };
-      T beta = s.grad_accumulate ? T(1) : T(0);
+      const auto [out, K, mv, ldm, ldx_buf, w] = gemm_operands(s);
+      // The input's gradient rows: the part's buffer, or a strided gather's view.
+      const int x0 = s.part_inputs.size() == 1 ? s.part_inputs[0] : -1;
+      const bool viewed = level >= 0 && x0 >= 0 && view_of(plan_.node_value[x0]);
+      const long ldx = viewed ? in_ld(x0) : ldx_buf;
+      auto dx_at = [&](int row) {
+        return viewed ? in_grad_ptr(x0, row)
+                      : gbuf_[s.in_buf] + static_cast<long>(row) * ldx_buf + s.in_col;
+      };
+      T beta = s.grad_accumulate || viewed ? T(1) : T(0);  // a view adds into the children
       Range a = rr;
       if (level >= 0) {
         if (all_zero_at(s.part_inputs, level)) {
-          if (!s.grad_accumulate) fill(n, s.k, dx_at(rr.begin), ldx);
+          if (beta == T(0)) fill(n, s.k, dx_at(rr.begin), ldx);
           break;
         }
       } else {
@@ -152,8 +172,8 @@ void Executor<T>::backward_step(const Step& s, int level) {
       Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
       be_.copy_rows(n, nd.width, gbuf_[s.in_buf] + static_cast<long>(rr.begin) * lds + s.in_col, lds,
-                    node_grad_ptr(s.node, rr.begin), ld_of(plan_.node_value[s.node]),
-                    s.grad_accumulate);
+                    in_grad_ptr(s.node, rr.begin), in_ld(s.node),
+                    s.grad_accumulate || view_of(plan_.node_value[s.node]));
       break;
     }
     case StepKind::Fused: {
@@ -161,6 +181,21 @@ void Executor<T>::backward_step(const Step& s, int level) {
       const size_t nin = reg.inputs.size();
       in_views_.resize(nin + reg.outputs.size());
       out_views_.resize(nin);
+      // On a level where one of its strided gathers is viewed the region runs
+      // bwd_views, which adds into every strided gather's gradient: one that
+      // is not viewed here and is normally overwritten is zeroed first.
+      bool any_view = false;
+      for (int j : reg.inputs)
+        any_view = any_view || (plan_.fn.nodes[j].op != Op::ParamRow && view_of(plan_.node_value[j]));
+      if (any_view) {
+        for (size_t k = 0; k < nin; ++k) {
+          const int v = plan_.node_value[reg.inputs[k]];
+          if (plan_.fn.nodes[reg.inputs[k]].op == Op::ParamRow || view_of_value_[v] < 0 ||
+              view_of(v) || reg.input_grad_accumulate[k])
+            continue;
+          fill(n, plan_.values[v].width, grad_ptr(v, rr.begin), ld_of(v));
+        }
+      }
       for (size_t k = 0; k < nin; ++k) {
         int j = reg.inputs[k];
         const auto& jn = plan_.fn.nodes[j];
@@ -169,8 +204,8 @@ void Executor<T>::backward_step(const Step& s, int level) {
           out_views_[k] = {param_row_grad_[s.region][k] + static_cast<long>(rr.begin) * jn.width,
                            jn.width};
         } else {
-          in_views_[k] = {node_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
-          out_views_[k] = {node_grad_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
+          in_views_[k] = {in_ptr(j, rr.begin), in_ld(j)};
+          out_views_[k] = {in_grad_ptr(j, rr.begin), in_ld(j)};
         }
       }
       for (size_t k = 0; k < reg.outputs.size(); ++k) {
@@ -179,7 +214,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
       }
       Timer t(be_, opts_.profile, &stats_.t_fused);
       ++stats_.fused_calls;
-      be_.run_fused(reg.bwd, n, in_views_.data(), out_views_.data());
+      be_.run_fused(any_view ? reg.bwd_views : reg.bwd, n, in_views_.data(), out_views_.data());
       break;
     }
   }
@@ -193,15 +228,17 @@ void Executor<T>::lazy_param_grads(const Step& s) {
   if (s.kind == StepKind::MatMul) {
     const int K = plan_.fn.params[s.param].shape[1];
     int mv = plan_.node_value[s.node];
-    long ldx = plan_.buffers[s.in_buf].width;
     Range a = active_rows(s.part_inputs, s.domain);
     if (a.end <= a.begin) return;
     const bool direct = s.mm_params.size() <= 1 || weights_adjacent(s);
     T* dw = weight_grad(s.param);
     if (!direct) dw = arena_.alloc(static_cast<size_t>(s.out_width) * K);
-    gemm(true, false, s.out_width, s.k, a.end - a.begin, T(1), grad_ptr(mv, a.begin), ld_of(mv),
-         buf_[s.in_buf] + static_cast<long>(a.begin) * ldx + s.in_col, ldx, direct ? T(1) : T(0),
-         dw + s.w_col, K);
+    lazy_operand_spans(s, a, spans_);
+    for (size_t i = 0; i < spans_.size(); ++i) {
+      const Span& sp = spans_[i];
+      gemm(true, false, s.out_width, s.k, sp.end - sp.begin, T(1), grad_ptr(mv, sp.begin),
+           ld_of(mv), sp.x, sp.ld, direct || i > 0 ? T(1) : T(0), dw + s.w_col, K);
+    }
     if (!direct) {
       int row = 0;
       for (int p : s.mm_params) {

@@ -46,6 +46,17 @@ void compute_levels(const Graph& g, int* level) {
   }
 }
 
+// The run c_i = idx[i * step] = start + i * stride (stride >= 1) over
+// i in [0, n), if the indices form one; a -1 (missing child) breaks it.
+StridedRun find_strided_run(const int* idx, int step, int n) {
+  if (n <= 0 || idx[0] < 0) return {};
+  const int stride = n > 1 ? idx[step] - idx[0] : 1;
+  if (stride < 1) return {};
+  for (int i = 1; i < n; ++i)
+    if (idx[static_cast<size_t>(i) * step] != idx[0] + static_cast<long>(i) * stride) return {};
+  return {idx[0], stride};
+}
+
 }  // namespace
 
 GraphBatch make_batch(const std::vector<const Graph*>& graphs, const BatchOptions& opts) {
@@ -81,7 +92,16 @@ GraphBatch make_batch(const std::vector<const Graph*>& graphs, const BatchOption
     for (int v = 0; v < n; ++v) num_levels = std::max(num_levels, lv[v] + 1);
   }
 
-  // Stable counting sort by level: rows keep (graph, vertex) order in a level.
+  // Counting sort by level; inside a level, graphs tallest first (stable),
+  // then vertex order, so that chains line up (see StridedRun).
+  std::vector<int> height(B, 0);  // [B] levels of each graph
+  for (int g = 0; g < B; ++g)
+    for (int x = b.vertex_offset[g]; x < b.vertex_offset[g + 1]; ++x)
+      height[g] = std::max(height[g], level[x] + 1);
+  std::vector<int> graph_order(B);  // [B] graphs by height, descending
+  for (int g = 0; g < B; ++g) graph_order[g] = g;
+  std::stable_sort(graph_order.begin(), graph_order.end(),
+                   [&](int a, int c) { return height[a] > height[c]; });
   std::vector<int> depth_ptr(num_levels + 1, 0);  // [levels+1] rows per depth
   for (int x = 0; x < N; ++x) ++depth_ptr[level[x] + 1];
   for (int l = 0; l < num_levels; ++l) depth_ptr[l + 1] += depth_ptr[l];
@@ -89,10 +109,12 @@ GraphBatch make_batch(const std::vector<const Graph*>& graphs, const BatchOption
   std::vector<int> vertex_of_row(N);  // [N] global vertex id
   {
     std::vector<int> next(depth_ptr.begin(), depth_ptr.end() - 1);
-    for (int x = 0; x < N; ++x) {
-      const int r = next[level[x]]++;
-      b.row_of_vertex[x] = r;
-      vertex_of_row[r] = x;
+    for (int g : graph_order) {
+      for (int x = b.vertex_offset[g]; x < b.vertex_offset[g + 1]; ++x) {
+        const int r = next[level[x]]++;
+        b.row_of_vertex[x] = r;
+        vertex_of_row[r] = x;
+      }
     }
   }
   b.graph_of_row.resize(N);
@@ -141,6 +163,19 @@ GraphBatch make_batch(const std::vector<const Graph*>& graphs, const BatchOption
   for (int l = 0; l < b.num_levels; ++l)
     for (int r = b.level_ptr[l]; r < b.level_ptr[l + 1]; ++r)
       b.level_max_children[l] = std::max(b.level_max_children[l], b.child_ptr[r + 1] - b.child_ptr[r]);
+
+  // Strided runs per level: of every slot over the level's rows, and of
+  // edge_child over the level's edges.
+  b.slot_run.assign(static_cast<size_t>(b.num_levels) * S, StridedRun());
+  b.edge_run.assign(b.num_levels, StridedRun());
+  for (int l = 0; l < b.num_levels; ++l) {
+    const int r0 = b.level_ptr[l], n = b.level_ptr[l + 1] - r0;
+    for (int k = 0; k < S; ++k)
+      b.slot_run[static_cast<size_t>(l) * S + k] =
+          find_strided_run(b.slot_child.data() + static_cast<size_t>(r0) * S + k, S, n);
+    const int e0 = b.child_ptr[r0];
+    b.edge_run[l] = find_strided_run(b.edge_child.data() + e0, 1, b.child_ptr[r0 + n] - e0);
+  }
 
   // Parent CSR: a counting sort of the edges by child row; edges come in
   // ascending parent row, so each row's parents are ascending.

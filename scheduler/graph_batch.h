@@ -15,9 +15,23 @@ struct BatchOptions {
   bool one_vertex_per_level = false;
 };
 
+// Children c_i of the n rows (or edges) of a level, i in [0, n), that form an
+// arithmetic run c_i = start + i * stride with stride >= 1: the executor reads
+// them as a strided view of the source rows instead of gathering a copy.
+// start == -1: no run (some row lacks the child, or the children are not
+// evenly spaced and ascending).
+struct StridedRun {
+  int start = -1;
+  int stride = 0;
+  bool found() const { return start >= 0; }
+};
+
 // Rows are vertices renumbered level-major: level l is the row range
 // [level_ptr[l], level_ptr[l+1]). level(v) = 0 for a vertex without children,
-// else 1 + max(level(child)). Inside a level rows keep (graph, vertex) order.
+// else 1 + max(level(child)). Inside a level rows are ordered by the height of
+// their graph (its number of levels, tallest first), then graph, then vertex:
+// for a batch of chains, level l+1's children are then the first rows of
+// level l, in order (a StridedRun of stride 1).
 // Edges are numbered by parent row then slot, so the edges of level l are the
 // contiguous range [child_ptr[level_ptr[l]], child_ptr[level_ptr[l+1]]).
 struct GraphBatch {
@@ -36,6 +50,8 @@ struct GraphBatch {
   std::vector<int> parents;     // [E]   parent rows, ascending
   std::vector<int> parent_edge; // [E]   edge id of each parents entry (edge_child == r)
   std::vector<int> level_max_children;  // [L] max child count in each level
+  std::vector<StridedRun> slot_run;  // [L*S] slot k's children of level l's rows, at l*S+k
+  std::vector<StridedRun> edge_run;  // [L] edge_child over level l's edges
 
   std::vector<int> input;       // [N] input id per row, -1 = none
   std::vector<int> label;       // [N] label per row, -1 = none
@@ -50,6 +66,9 @@ struct GraphBatch {
   int level_size(int l) const { return level_ptr[l + 1] - level_ptr[l]; }
   int edge_begin(int l) const { return child_ptr[level_ptr[l]]; }
   int edge_end(int l) const { return child_ptr[level_ptr[l + 1]]; }
+  const StridedRun& run_of_slot(int l, int k) const {
+    return slot_run[static_cast<size_t>(l) * num_slots + k];
+  }
 };
 
 // Merges and levels the graphs (each is validated first). O(N + E), no

@@ -156,13 +156,16 @@ inline Flat loss_weights(const Model& m, const std::vector<scheduler::Graph>& gr
 struct RunConfig {
   bool fuse = true;
   bool one_vertex_per_level = false;
+  bool strided_views = true;  // false: every gather copies (vertex::CompileOptions)
   std::string describe() const {
-    return fmt::format("{}, {}", fuse ? "fused" : "unfused",
-                       one_vertex_per_level ? "one vertex per level" : "batched");
+    return fmt::format("{}, {}{}", fuse ? "fused" : "unfused",
+                       one_vertex_per_level ? "one vertex per level" : "batched",
+                       strided_views ? "" : ", gathers copy (no strided views)");
   }
 };
 
-inline const std::vector<RunConfig> kAllConfigs = {{true, false}, {false, false}, {true, true}};
+inline const std::vector<RunConfig> kAllConfigs = {
+    {true, false, true}, {false, false, true}, {true, true, true}, {true, false, false}};
 
 // Fills the arena's memory with NaN and resets it, so every buffer the runtime
 // takes from it starts as NaN: a row it forgets to write shows up as NaN.
@@ -207,15 +210,18 @@ inline models::SentimentConfig small_sentiment_config(int vocab) {
 }
 
 // Forward, loss gradient and backward on the runtime; *params receives the
-// parameters it used (weights Xavier, biases and embeddings random).
+// parameters it used (weights Xavier, biases and embeddings random), *stats
+// (when given) the executor's statistics.
 template <typename T>
 Result run_runtime(const Model& m, const std::vector<scheduler::Graph>& graphs,
-                   const RunConfig& cfg, const Flat& r, std::uint64_t seed, RefParams* params) {
+                   const RunConfig& cfg, const Flat& r, std::uint64_t seed, RefParams* params,
+                   scheduler::ExecStats* stats = nullptr) {
   ops::CpuBackend<T> be(1);
   memory::ParamStore<T> ps(be);
   memory::Arena<T> arena(be);
   vertex::CompileOptions co;
   co.fuse = cfg.fuse;
+  co.strided_views = cfg.strided_views;
   vertex::ExecPlan plan = vertex::compile(m.fn, co);
   if (!m.pull.empty()) ps.add({"embed", {m.vocab, m.embed}, memory::Init::Uniform, 0.5f, true});
   models::add_plan_params(plan, ps);
@@ -262,6 +268,7 @@ Result run_runtime(const Model& m, const std::vector<scheduler::Graph>& graphs,
   for (int id = 0; id < ps.size(); ++id)
     res.grad[ps.spec(id).name] = Vec(ps.grad(id), ps.grad(id) + ps.numel(id));
   *params = RefParams::from_store(ps);
+  if (stats) *stats = ex.stats();
   return res;
 }
 

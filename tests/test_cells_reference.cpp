@@ -275,9 +275,26 @@ TEST(CellsReference, SequenceCellsOnShortChains) {
   check_cell(lstm2_cell(4, 5), graphs, 213);
 }
 
+// Sequences of lengths 1 to 50 in one batch, in no particular order: with
+// strided views (the children of every level above the leaves are one run)
+// and with gather copies, against the reference.
+TEST(CellsReference, SequenceCellsOnChainsOfLengths1To50) {
+  std::mt19937 rng(33);
+  std::vector<int> lengths;
+  for (int n = 1; n <= 50; n += 7) lengths.push_back(n);
+  for (int i = 0; i < 8; ++i) lengths.push_back(std::uniform_int_distribution<int>(1, 50)(rng));
+  lengths.push_back(50);
+  std::shuffle(lengths.begin(), lengths.end(), rng);
+  const auto graphs = chains(34, lengths);
+  check_cell(lstm_cell(4, 5), graphs, 217);
+  check_cell(gru_cell(4, 5), graphs, 218);
+  check_cell(lstm2_cell(4, 5), graphs, 219);
+}
+
 TEST(CellsReference, SequenceCellsOnChainsOf2000) {
   const auto graphs = chains(32, {2000, 7});
-  const std::vector<RunConfig> batched = {{true, false}, {false, false}};
+  const std::vector<RunConfig> batched = {{true, false, true}, {false, false, true},
+                                          {true, false, false}};
   check_cell(lstm_cell(4, 5), graphs, 214, batched);
   check_cell(gru_cell(4, 5), graphs, 215, batched);
   check_cell(lstm2_cell(4, 4), graphs, 216, batched);

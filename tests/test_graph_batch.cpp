@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -147,8 +148,16 @@ void check_batch(const std::vector<Graph>& graphs, const std::vector<std::vector
     }
   }
 
-  // Levels: level-major, (graph, vertex) order inside a level; in batched
-  // mode the level of a row is exactly its reference level.
+  // Levels: level-major, (graph height descending, graph, vertex) order
+  // inside a level; in batched mode the level of a row is exactly its
+  // reference level.
+  std::vector<int> height(B, 0);
+  for (int g = 0; g < B; ++g)
+    for (int l : ref[g]) height[g] = std::max(height[g], l + 1);
+  auto order_key = [&](int r) {
+    return std::make_tuple(-height[vertex_of_row[r].first], vertex_of_row[r].first,
+                           vertex_of_row[r].second);
+  };
   for (int r = 0; r < N; ++r) {
     if (opts.one_vertex_per_level) {
       EXPECT_EQ(b.level_size(r), 1);
@@ -159,7 +168,7 @@ void check_batch(const std::vector<Graph>& graphs, const std::vector<std::vector
       EXPECT_EQ(level_of_row(b, r), ref_row_level[r]) << "row " << r;
     }
     if (r > 0 && level_of_row(b, r - 1) == level_of_row(b, r)) {
-      EXPECT_LT(vertex_of_row[r - 1], vertex_of_row[r]) << "row " << r;
+      EXPECT_LT(order_key(r - 1), order_key(r)) << "row " << r;
     }
   }
 
@@ -198,6 +207,34 @@ void check_batch(const std::vector<Graph>& graphs, const std::vector<std::vector
     }
     for (int e = b.edge_begin(l); e < b.edge_end(l); ++e)
       EXPECT_EQ(level_of_row(b, b.edge_parent[e]), l) << "edge " << e;
+  }
+
+  // Strided runs: exactly where every row (edge) of a level has the child and
+  // the children are start, start + stride, ... with stride >= 1.
+  ASSERT_EQ(b.slot_run.size(), static_cast<size_t>(L) * S);
+  ASSERT_EQ(b.edge_run.size(), static_cast<size_t>(L));
+  auto expected_run = [](const std::vector<int>& kids) {
+    StridedRun run;
+    if (kids.empty() || kids[0] < 0) return run;
+    const int stride = kids.size() > 1 ? kids[1] - kids[0] : 1;
+    if (stride < 1) return run;
+    for (size_t i = 0; i < kids.size(); ++i)
+      if (kids[i] != kids[0] + static_cast<int>(i) * stride) return run;
+    return StridedRun{kids[0], stride};
+  };
+  for (int l = 0; l < L; ++l) {
+    for (int k = 0; k < S; ++k) {
+      std::vector<int> kids;
+      for (int r = b.level_begin(l); r < b.level_end(l); ++r)
+        kids.push_back(b.slot_child[static_cast<size_t>(r) * S + k]);
+      const StridedRun want = expected_run(kids), got = b.run_of_slot(l, k);
+      EXPECT_EQ(got.start, want.start) << "level " << l << " slot " << k;
+      EXPECT_EQ(got.stride, want.stride) << "level " << l << " slot " << k;
+    }
+    const StridedRun want = expected_run(std::vector<int>(b.edge_child.begin() + b.edge_begin(l),
+                                                          b.edge_child.begin() + b.edge_end(l)));
+    EXPECT_EQ(b.edge_run[l].start, want.start) << "level " << l << " edges";
+    EXPECT_EQ(b.edge_run[l].stride, want.stride) << "level " << l << " edges";
   }
 
   // Parent CSR: the inverse of the edges, ascending, with the edge of each entry.
@@ -278,33 +315,45 @@ TEST(GraphBatch, HandWorkedExample) {
   c.add_vertex({2, 0, 1}, 23);
   c.add_vertex({3, 0}, 24, 3);
   const GraphBatch b = make_batch(std::vector<Graph>{a, c});
+  // c is the taller graph (3 levels against 2): its rows come first in a level.
   EXPECT_EQ(b.num_levels, 3);
   EXPECT_EQ(b.level_ptr, (std::vector<int>{0, 5, 7, 8}));
-  EXPECT_EQ(b.row_of_vertex, (std::vector<int>{0, 1, 5, 2, 3, 4, 6, 7}));
+  EXPECT_EQ(b.row_of_vertex, (std::vector<int>{3, 4, 6, 0, 1, 2, 5, 7}));
   EXPECT_EQ(b.vertex_offset, (std::vector<int>{0, 3, 8}));
-  EXPECT_EQ(b.child_ptr, (std::vector<int>{0, 0, 0, 0, 0, 0, 2, 5, 7}));
-  EXPECT_EQ(b.edge_child, (std::vector<int>{0, 1, 4, 2, 3, 6, 2}));
-  EXPECT_EQ(b.edge_parent, (std::vector<int>{5, 5, 6, 6, 6, 7, 7}));
+  EXPECT_EQ(b.child_ptr, (std::vector<int>{0, 0, 0, 0, 0, 0, 3, 5, 7}));
+  EXPECT_EQ(b.edge_child, (std::vector<int>{2, 0, 1, 3, 4, 5, 0}));
+  EXPECT_EQ(b.edge_parent, (std::vector<int>{5, 5, 5, 6, 6, 7, 7}));
   EXPECT_EQ(b.slot_child, (std::vector<int>{-1, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
-                                            0, 1, 4, 2, 6, 2}));
-  EXPECT_EQ(b.parent_ptr, (std::vector<int>{0, 1, 2, 4, 5, 6, 6, 7, 7}));
-  EXPECT_EQ(b.parents, (std::vector<int>{5, 5, 6, 7, 6, 6, 7}));
-  EXPECT_EQ(b.parent_edge, (std::vector<int>{0, 1, 3, 6, 4, 2, 5}));
+                                            2, 0, 3, 4, 5, 0}));
+  EXPECT_EQ(b.parent_ptr, (std::vector<int>{0, 2, 3, 4, 5, 6, 7, 7, 7}));
+  EXPECT_EQ(b.parents, (std::vector<int>{5, 7, 5, 5, 6, 6, 7}));
+  EXPECT_EQ(b.parent_edge, (std::vector<int>{1, 6, 2, 0, 3, 4, 5}));
   EXPECT_EQ(b.level_max_children, (std::vector<int>{0, 3, 2}));
-  EXPECT_EQ(b.input, (std::vector<int>{10, 11, 20, 21, 22, 12, 23, 24}));
-  EXPECT_EQ(b.label, (std::vector<int>{-1, -1, -1, -1, -1, 1, -1, 3}));
-  EXPECT_EQ(b.graph_of_row, (std::vector<int>{0, 0, 1, 1, 1, 0, 1, 1}));
+  EXPECT_EQ(b.input, (std::vector<int>{20, 21, 22, 10, 11, 23, 12, 24}));
+  EXPECT_EQ(b.label, (std::vector<int>{-1, -1, -1, -1, -1, -1, 1, 3}));
+  EXPECT_EQ(b.graph_of_row, (std::vector<int>{1, 1, 1, 0, 0, 1, 0, 1}));
   EXPECT_EQ(b.root_ptr, (std::vector<int>{0, 1, 2}));
-  EXPECT_EQ(b.root_rows, (std::vector<int>{5, 7}));
+  EXPECT_EQ(b.root_rows, (std::vector<int>{6, 7}));
   EXPECT_EQ(b.edge_begin(1), 0);
   EXPECT_EQ(b.edge_end(1), 5);
+  // Level 1: slot 0 children 2, 3 (a run), slot 1 children 0, 4 (stride 4),
+  // edges 2 0 1 3 4 (none); level 2 has one row: each slot is a run.
+  EXPECT_FALSE(b.run_of_slot(0, 0).found());
+  EXPECT_EQ(b.run_of_slot(1, 0).start, 2);
+  EXPECT_EQ(b.run_of_slot(1, 0).stride, 1);
+  EXPECT_EQ(b.run_of_slot(1, 1).start, 0);
+  EXPECT_EQ(b.run_of_slot(1, 1).stride, 4);
+  EXPECT_FALSE(b.edge_run[1].found());
+  EXPECT_EQ(b.run_of_slot(2, 0).start, 5);
+  EXPECT_EQ(b.run_of_slot(2, 1).start, 0);
+  EXPECT_FALSE(b.edge_run[2].found()) << "edges 5, 0 descend";
 
   BatchOptions one;
   one.one_vertex_per_level = true;
   const GraphBatch s = make_batch(std::vector<Graph>{a, c}, one);
   EXPECT_EQ(s.num_levels, 8);
   EXPECT_EQ(s.level_ptr, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
-  EXPECT_EQ(s.level_max_children, (std::vector<int>{0, 0, 0, 0, 0, 2, 3, 2}));
+  EXPECT_EQ(s.level_max_children, (std::vector<int>{0, 0, 0, 0, 0, 3, 2, 2}));
   EXPECT_EQ(s.row_of_vertex, b.row_of_vertex);
 }
 
@@ -526,6 +575,48 @@ TEST(GraphBatch, BatchErrorNamesTheBadGraph) {
   BatchOptions opts;
   opts.num_slots = -1;
   EXPECT_THROW(make_batch(std::vector<Graph>{good}, opts), Error);
+}
+
+// Chains of different lengths, given in no particular order: the tallest go
+// first in every level, so level l+1's children are the first rows of level l
+// (slot and edge runs of stride 1 on every level above the leaves).
+TEST(GraphBatch, ChainsOfMixedLengthsFormStridedRuns) {
+  std::vector<Graph> graphs;
+  std::vector<int> lengths{3, 1, 50, 7, 7, 12, 2, 50, 31};
+  for (int n : lengths) graphs.push_back(make_chain(n));
+  std::vector<std::vector<int>> ref;
+  for (int n : lengths) {
+    ref.emplace_back(n);
+    for (int i = 0; i < n; ++i) ref.back()[i] = i;
+  }
+  check_both_modes(graphs, ref, 1);
+  const GraphBatch b = make_batch(graphs, {1, false});
+  ASSERT_EQ(b.num_levels, 50);
+  EXPECT_FALSE(b.run_of_slot(0, 0).found());
+  for (int l = 1; l < b.num_levels; ++l) {
+    EXPECT_EQ(b.run_of_slot(l, 0).start, b.level_begin(l - 1)) << "level " << l;
+    EXPECT_EQ(b.run_of_slot(l, 0).stride, 1) << "level " << l;
+    EXPECT_EQ(b.edge_run[l].start, b.level_begin(l - 1)) << "level " << l;
+    EXPECT_EQ(b.edge_run[l].stride, 1) << "level " << l;
+  }
+  // A perfect binary tree numbered layer by layer: stride 2 per slot, and its
+  // edges (left, right, left, right, ...) in one run.
+  Graph t;
+  std::vector<int> layer;
+  for (int i = 0; i < 8; ++i) layer.push_back(t.add_vertex({}, i));
+  while (layer.size() > 1) {
+    std::vector<int> next;
+    for (size_t i = 0; i < layer.size(); i += 2) next.push_back(t.add_vertex({layer[i], layer[i + 1]}));
+    layer = next;
+  }
+  const GraphBatch tb = make_batch(std::vector<Graph>{t});
+  for (int l = 1; l < tb.num_levels; ++l) {
+    EXPECT_EQ(tb.run_of_slot(l, 0).start, tb.level_begin(l - 1));
+    EXPECT_EQ(tb.run_of_slot(l, 0).stride, tb.level_size(l) > 1 ? 2 : 1);
+    EXPECT_EQ(tb.run_of_slot(l, 1).start, tb.level_begin(l - 1) + 1);
+    EXPECT_EQ(tb.edge_run[l].start, tb.level_begin(l - 1));
+    EXPECT_EQ(tb.edge_run[l].stride, 1);
+  }
 }
 
 TEST(GraphBatch, ChainHelper) {

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "vertex/fusion.h"
 #include "vertex/plan.h"
+#include "vertex/strided_views.h"
 
 namespace copse::vertex {
 
@@ -61,8 +62,11 @@ class Compiler {
     materialize();
     place_values();
     schedule();
+    viewed_base_ = opts_.strided_views ? mark_strided_views(p_)
+                                       : std::vector<char>(p_.values.size(), 0);
     decide_grad_modes();
     for (size_t r = 0; r < p_.regions.size(); ++r) build_region_programs(p_.regions[r], fn_, p_, r);
+    build_view_programs();
     return std::move(p_);
   }
 
@@ -421,6 +425,26 @@ class Compiler {
         throw InternalError(fmt::format("{}: step phases out of order", fn_.name));
   }
 
+  // Region::bwd_views: the backward program with every input read through a
+  // strided gather accumulating into its gradient (the children's rows).
+  void build_view_programs() {
+    for (size_t r = 0; r < p_.regions.size(); ++r) {
+      Region& reg = p_.regions[r];
+      Region with_views = reg;
+      bool any = false;
+      for (size_t k = 0; k < reg.inputs.size(); ++k) {
+        const int v = p_.node_value[reg.inputs[k]];
+        if (v >= 0 && viewed_base_[p_.values[v].base]) {
+          with_views.input_grad_accumulate[k] = true;
+          any = true;
+        }
+      }
+      if (!any) continue;
+      build_region_programs(with_views, fn_, p_, r);
+      reg.bwd_views = std::move(with_views.bwd);
+    }
+  }
+
   // Decides for every gradient buffer whether its contributions overwrite
   // (one writer per column, full rows) or accumulate into a zeroed buffer.
   void decide_grad_modes() {
@@ -529,6 +553,7 @@ class Compiler {
   ExecPlan p_;
   int n_ = 0;
   std::vector<char> view_, mat_;
+  std::vector<char> viewed_base_;  // per value: the base value of a Step::strided_view gather
   std::vector<Step> matmul_parts_, copies_;
 };
 

@@ -63,6 +63,16 @@ struct Step {
   int out_width = 0;
   bool first_part = true;       // the first part writes M (beta 0), later parts add
   bool grad_accumulate = false; // backward: d(inputs) += (else =)
+  // Gather / EdgeChild: on a level where the children form a StridedRun
+  // (scheduler/graph_batch.h), the consumers read the children's rows in
+  // place (a strided view) and write their gradients straight into the
+  // children's gradient rows, so nothing is copied or scattered. Set when
+  // every consumer can take a view: level-phase fused regions, copies, edge
+  // reductions, and GEMM parts that read this value alone where it lives;
+  // the value is then neither a state nor an output. On a viewed level every
+  // writer of its gradient adds (Region::bwd_views for fused programs); on
+  // the other levels the gradient is written as the compiler decided.
+  bool strided_view = false;
   // Fused
   int region = -1;
   // Copy: node's value copied into columns [in_col, ...) of in_buf.
@@ -79,6 +89,10 @@ struct Region {
   // bwd outputs: gradients of `inputs` (for a ParamRow: one row per row, summed later).
   ops::FusedProgram bwd;
   std::vector<bool> input_grad_accumulate;  // per input: bwd adds into the gradient
+  // bwd, except that the inputs read through a Step::strided_view gather add
+  // into their gradients: for the levels where one of them is viewed (empty
+  // when the region reads no such gather).
+  ops::FusedProgram bwd_views;
 };
 
 struct ExecPlan {
@@ -102,6 +116,7 @@ struct ExecPlan {
 struct CompileOptions {
   bool fuse = true;  // false: every elementwise node is its own region (for tests)
   bool merge_gemms = true;  // false: one GEMM per linear even when inputs are shared
+  bool strided_views = true;  // false: every gather copies (Step::strided_view never set)
 };
 
 ExecPlan compile(const VertexFunction& fn, const CompileOptions& opts = {});
