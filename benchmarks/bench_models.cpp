@@ -27,6 +27,7 @@
 #include "models/synthetic_treebank.h"
 #include "models/vocab.h"
 #include "ops/cpu_backend.h"
+#include "ops/device.h"
 
 using namespace copse;
 
@@ -127,6 +128,7 @@ Data data_for(const std::string& model, const std::string& sst, const std::strin
 struct Options {
   int embed = 64, hidden = 64, batch = 25, threads = 1;
   double seconds = 3;
+  std::string device = "cpu";  // resolved: cpu or cuda
 };
 
 struct Result {
@@ -142,15 +144,16 @@ class Bench {
  public:
   Bench(const std::string& model, const Data& d, const Options& o, bool strided,
         bool one_vertex_per_level = false)
-      : d_(d), o_(o), be_(o.threads) {
+      : d_(d), o_(o), be_(make(o)) {
     models::SentimentConfig cfg;
     cfg.vocab = d.vocab;
     cfg.embed = o.embed;
     cfg.hidden = o.hidden;
     cfg.strided_views = strided;
-    cfg.profile = true;
+    // On a GPU the per-call split would synchronise every call: off there.
+    cfg.profile = o.device == "cpu";
     model_ = std::make_unique<models::SentimentModel<float>>(
-        models::make_cell(model, o.embed, o.hidden), cfg, be_);
+        models::make_cell(model, o.embed, o.hidden), cfg, *be_);
     auto& ps = model_->params();
     ps.init(1);
     memory::OptimizerConfig oc;
@@ -180,6 +183,7 @@ class Bench {
     for (int i = 0; i < 3; ++i) step();  // warm-up: the arena grows, kernels are built
     model_->train_executor().reset_stats();
     long levels = 0, vertices = 0;
+    be_->sync();
     const double t0 = now_s(), c0 = cpu_s();
     while (now_s() - t0 < o_.seconds || r.batches < 3) {
       auto [l, v] = step();
@@ -188,6 +192,7 @@ class Bench {
       r.graphs += o_.batch;
       ++r.batches;
     }
+    be_->sync();
     r.seconds = now_s() - t0;
     r.cpu_seconds = cpu_s() - c0;
     r.graphs_per_s = r.graphs / r.seconds;
@@ -219,9 +224,16 @@ class Bench {
     return {b.num_levels, b.num_rows};
   }
 
+  static std::unique_ptr<ops::Backend<float>> make(const Options& o) {
+    ops::DeviceOptions d;
+    d.device = o.device;
+    d.threads = o.threads;
+    return ops::make_backend(d);
+  }
+
   const Data& d_;
   Options o_;
-  ops::CpuBackend<float> be_;
+  std::unique_ptr<ops::Backend<float>> be_;
   std::unique_ptr<models::SentimentModel<float>> model_;
   scheduler::BatchOptions bo_;
   std::vector<int> order_;
@@ -277,19 +289,24 @@ int main(int argc, char** argv) {
   app.add_option("--strided", strided, "on | off | both: strided views of gathers")
       ->check(CLI::IsMember({"on", "off", "both"}))
       ->capture_default_str();
+  app.add_option("--device", o.device, "cpu | cuda | auto")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(o.threads);
   try {
+    o.device = ops::resolve_device(o.device);
     std::vector<std::string> models =
         model_list.empty() ? models::cell_names() : split_list(model_list);
     for (const auto& m : models) models::make_cell(m, 2, 2);  // unknown names fail here
     struct utsname u;
     uname(&u);
     fmt::print(
-        "bench_models | embed {} hidden {} batch {} | adagrad | threads {} | device cpu | "
-        "{} s x {} per path, fastest kept | strided views {}\nmachine: {} ({} cores), {} {}\n",
-        o.embed, o.hidden, o.batch, o.threads, o.seconds, repeat, strided, cpu_model(),
-        std::thread::hardware_concurrency(), u.sysname, u.release);
+        "bench_models | embed {} hidden {} batch {} | adagrad | threads {} | device {} | "
+        "{} s x {} per path, fastest kept | strided views {}\nmachine: {} ({} cores), {} {}{}\n",
+        o.embed, o.hidden, o.batch, o.threads, o.device, o.seconds, repeat, strided, cpu_model(),
+        std::thread::hardware_concurrency(), u.sysname, u.release,
+        o.device == "cuda" ? "\ngpu: " + ops::gpu_description(0) +
+                                 " (ms split not profiled on the GPU: shown as 0)"
+                           : "");
     struct Row {
       std::string model, path;
       Result r;
@@ -350,7 +367,7 @@ int main(int argc, char** argv) {
     j["results"] = results;
     j["config"] = {{"embed", o.embed},     {"hidden", o.hidden},   {"batch", o.batch},
                    {"threads", o.threads}, {"seconds", o.seconds}, {"repeat", repeat},
-                   {"device", "cpu"},      {"strided", strided}};
+                   {"device", o.device},   {"strided", strided}};
     fmt::print("\n{}\n", j.dump());
   } catch (const Error& e) {
     fmt::print(stderr, "bench_models: error: {}\n", e.what());

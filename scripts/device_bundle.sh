@@ -21,7 +21,7 @@ build="${COPSE_DEVICE_BUILD_DIR:-$root/build-device}"
 arch="${CMAKE_CUDA_ARCHITECTURES:-90}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCOPSE_WITH_CUDA=ON -DCOPSE_NATIVE=OFF \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-bins=(copse copse_tests bench_treelstm dump_first_batch)
+bins=(copse copse_tests bench_treelstm bench_models dump_first_batch)
 # bench_seq_lstm exists only where CMake found cuDNN.
 if cmake --build "$build" --target help | grep bench_seq_lstm >/dev/null; then
   bins+=(bench_seq_lstm)

@@ -4,7 +4,7 @@
 #   1. the CUDA tests (CUDA vs CPU differential tests, NVRTC kernels);
 #   2. compute-sanitizer memcheck and racecheck over them;
 #   3. bench_treelstm --device cuda on SST: e300/h150/b100 (Adagrad), and the
-#      DyNet sizes e=h=128 and 256 at batch 64.
+#      DyNet sizes e=h=128 and 256 at batch 64; bench_models (every cell).
 # Logs go to $OUT (the device tool brings that folder back) or ./gpu-out.
 #   scripts/gpu_checks.sh [--quick]      (--quick: tests and one benchmark)
 # The peer comparison on the GPU is the separate benchmarks/peers/run_gpu.sh.
@@ -47,6 +47,8 @@ bench bench_e300_h150_b100 300 150 100
 if ((!quick)); then
   bench bench_e128_h128_b64 128 128 64
   bench bench_e256_h256_b64 256 256 64
+  step bench_models "$bundle/bench_models" --device cuda --sst "$bundle/data/sst" --embed 300 \
+    --hidden 150 --batch 100 --seconds 3 --strided both
   step bench_e300_h150_b100_interpreter "$bundle/bench_treelstm" --device cuda --data "$sst" \
     --embed 300 --hidden 150 --batch 100 --optimizer adagrad --seconds 3 --no-unbatched --interpreter
 fi
