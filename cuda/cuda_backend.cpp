@@ -445,6 +445,39 @@ void CudaBackend::scatter_add_rows(int n, int width, const float* src, long ld_s
       "scatter_add_rows");
 }
 
+namespace {
+
+// The jobs [k, k + kMaxRowJobs) as one launch's argument (empty jobs dropped).
+kernels::RowJobs pack_jobs(const ops::RowJob<float>* jobs, int begin, int end) {
+  kernels::RowJobs p{};
+  for (int k = begin; k < end; ++k) {
+    const auto& j = jobs[k];
+    if (j.n <= 0 || j.width <= 0) continue;
+    p.job[p.count++] = {j.n, j.width, j.src, j.ld_src, j.idx, j.dst, j.ld_dst};
+    p.max_rows = std::max(p.max_rows, j.n);
+  }
+  return p;
+}
+
+}  // namespace
+
+void CudaBackend::gather_rows_batched(const ops::RowJob<float>* jobs, int count) {
+  for (int k = 0; k < count; k += kernels::kMaxRowJobs) {
+    const kernels::RowJobs p = pack_jobs(jobs, k, std::min(count, k + kernels::kMaxRowJobs));
+    if (p.count > 0)
+      impl_->launched(kernels::gather_rows_batched(impl_->compute, p), "gather_rows_batched");
+  }
+}
+
+void CudaBackend::scatter_add_rows_batched(const ops::RowJob<float>* jobs, int count) {
+  for (int k = 0; k < count; k += kernels::kMaxRowJobs) {
+    const kernels::RowJobs p = pack_jobs(jobs, k, std::min(count, k + kernels::kMaxRowJobs));
+    if (p.count > 0)
+      impl_->launched(kernels::scatter_add_rows_batched(impl_->compute, p),
+                      "scatter_add_rows_batched");
+  }
+}
+
 void CudaBackend::segment_sum(int n, int width, const int* ptr, const float* src, long ld_src,
                               float* dst, long ld_dst, bool mean, bool accumulate) {
   if (n <= 0 || width <= 0) return;

@@ -76,6 +76,9 @@ class CudaBackend final : public ops::Backend<float> {
                    long ld_dst) override;
   void scatter_add_rows(int n, int width, const float* src, long ld_src, const int* idx,
                         float* dst, long ld_dst) override;
+  void gather_rows_batched(const ops::RowJob<float>* jobs, int count) override;
+  void scatter_add_rows_batched(const ops::RowJob<float>* jobs, int count) override;
+  bool batch_row_jobs() const override { return true; }
   void segment_sum(int n, int width, const int* ptr, const float* src, long ld_src, float* dst,
                    long ld_dst, bool mean, bool accumulate) override;
   void copy_rows(int rows, int width, const float* src, long ld_src, float* dst, long ld_dst,

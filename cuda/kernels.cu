@@ -50,6 +50,31 @@ __global__ void scatter_add_rows_k(int n, int width, const float* __restrict__ s
   for (int j = lane(); j < width; j += 32) atomicAdd(d + j, s[j]);
 }
 
+__global__ void gather_rows_batched_k(RowJobs jobs) {
+  const RowJob& j = jobs.job[blockIdx.y];
+  const int r = warp_row();
+  if (r >= j.n) return;
+  const int i = j.idx[r];
+  float* d = j.dst + r * j.ld_dst;
+  if (i < 0) {
+    for (int c = lane(); c < j.width; c += 32) d[c] = 0.f;
+  } else {
+    const float* s = j.src + i * j.ld_src;
+    for (int c = lane(); c < j.width; c += 32) d[c] = s[c];
+  }
+}
+
+__global__ void scatter_add_rows_batched_k(RowJobs jobs) {
+  const RowJob& j = jobs.job[blockIdx.y];
+  const int r = warp_row();
+  if (r >= j.n) return;
+  const int i = j.idx[r];
+  if (i < 0) return;
+  const float* s = j.src + r * j.ld_src;
+  float* d = j.dst + i * j.ld_dst;
+  for (int c = lane(); c < j.width; c += 32) atomicAdd(d + c, s[c]);
+}
+
 __global__ void segment_sum_k(int n, int width, const int* __restrict__ ptr,
                               const float* __restrict__ src, long ld_src, float* dst, long ld_dst,
                               bool mean, bool accumulate) {
@@ -336,6 +361,18 @@ cudaError_t scatter_add_rows(cudaStream_t s, int n, int width, const float* src,
                              const int* idx, float* dst, long ld_dst) {
   scatter_add_rows_k<<<blocks_for_rows(n), kThreads, 0, s>>>(n, width, src, ld_src, idx, dst,
                                                              ld_dst);
+  return cudaGetLastError();
+}
+
+cudaError_t gather_rows_batched(cudaStream_t s, const RowJobs& jobs) {
+  const dim3 grid(blocks_for_rows(jobs.max_rows), jobs.count);
+  gather_rows_batched_k<<<grid, kThreads, 0, s>>>(jobs);
+  return cudaGetLastError();
+}
+
+cudaError_t scatter_add_rows_batched(cudaStream_t s, const RowJobs& jobs) {
+  const dim3 grid(blocks_for_rows(jobs.max_rows), jobs.count);
+  scatter_add_rows_batched_k<<<grid, kThreads, 0, s>>>(jobs);
   return cudaGetLastError();
 }
 

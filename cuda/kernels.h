@@ -29,6 +29,23 @@ cudaError_t scale_rows(cudaStream_t s, int rows, int width, const float* scale, 
 // C = beta * C over [m, n] (beta == 0 writes zeros whatever C held).
 cudaError_t scale_matrix(cudaStream_t s, int m, int n, float beta, float* c, long ldc);
 
+// Up to kMaxRowJobs gathers or scatter-adds in one launch (blockIdx.y = job).
+constexpr int kMaxRowJobs = 8;
+struct RowJob {
+  int n, width;
+  const float* src;
+  long long ld_src;
+  const int* idx;
+  float* dst;
+  long long ld_dst;
+};
+struct RowJobs {
+  int count, max_rows;
+  RowJob job[kMaxRowJobs];
+};
+cudaError_t gather_rows_batched(cudaStream_t s, const RowJobs& jobs);
+cudaError_t scatter_add_rows_batched(cudaStream_t s, const RowJobs& jobs);
+
 // ---- flat buffers ----
 cudaError_t scale(cudaStream_t s, std::size_t n, float factor, float* x);
 // Listed rows (rows in device memory) of a [*, width] matrix.

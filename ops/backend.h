@@ -22,6 +22,18 @@ struct OptimizerArgs {
   long t = 1;
 };
 
+// One row gather (dst[i] = src[idx[i]]) or scatter-add (dst[idx[i]] += src[i])
+// of a batch of them; see Backend::gather_rows_batched.
+template <typename T>
+struct RowJob {
+  int n = 0, width = 0;
+  const T* src = nullptr;
+  long ld_src = 0;
+  const int* idx = nullptr;
+  T* dst = nullptr;
+  long ld_dst = 0;
+};
+
 template <typename T>
 class Backend {
  public:
@@ -55,6 +67,23 @@ class Backend {
   // dst[idx[i], 0:width] += src[i, 0:width] for idx[i] >= 0. Indices may repeat.
   virtual void scatter_add_rows(int n, int width, const T* src, long ld_src, const int* idx,
                                 T* dst, long ld_dst) = 0;
+  // Several gathers / scatter-adds as one call (one launch on CUDA). No job
+  // may read what another writes; scatter-add jobs may add into the same
+  // rows. The defaults run the jobs one by one, in order.
+  virtual void gather_rows_batched(const RowJob<T>* jobs, int count) {
+    for (int k = 0; k < count; ++k)
+      gather_rows(jobs[k].n, jobs[k].width, jobs[k].src, jobs[k].ld_src, jobs[k].idx, jobs[k].dst,
+                  jobs[k].ld_dst);
+  }
+  virtual void scatter_add_rows_batched(const RowJob<T>* jobs, int count) {
+    for (int k = 0; k < count; ++k)
+      scatter_add_rows(jobs[k].n, jobs[k].width, jobs[k].src, jobs[k].ld_src, jobs[k].idx,
+                       jobs[k].dst, jobs[k].ld_dst);
+  }
+  // Whether the executor should collect a level's gathers (and scatter-adds)
+  // into one batched call: yes where a call costs a kernel launch.
+  virtual bool batch_row_jobs() const { return false; }
+
   // Segment sum over CSR: dst[i, :] (+)= scale_i * sum_{e in [ptr[i]-ptr[0], ptr[i+1]-ptr[0])} src[e, :]
   // for i in [0, n); ptr has n+1 entries (absolute edge numbers, made relative
   // to ptr[0]). mean divides by the count (0 children gives 0).

@@ -22,6 +22,11 @@ class CpuBackend : public Backend<T> {
 
   int threads() const { return threads_; }
 
+  // For tests: makes the executor queue a level's gathers and scatter-adds
+  // into batched calls, as it does for the CUDA backend.
+  void set_batch_row_jobs(bool on) { batch_row_jobs_ = on; }
+  bool batch_row_jobs() const override { return batch_row_jobs_; }
+
   // Loops touching fewer elements than this run on the calling thread only:
   // waking the team would cost more than it saves.
   static constexpr std::size_t kParallelMinWork = 16384;
@@ -62,6 +67,7 @@ class CpuBackend : public Backend<T> {
   int threads_for(std::size_t work) const;
 
   int threads_ = 1;
+  bool batch_row_jobs_ = false;
 };
 
 extern template class CpuBackend<float>;

@@ -342,15 +342,18 @@ void Executor<T>::forward(const GraphBatch& batch) {
   clear_level_views();
   for (const Step& s : plan_.steps)
     if (s.phase == Phase::Hoisted) forward_step(s, -1);
+  flush_row_jobs();
   for (int l = 0; l < batch.num_levels; ++l) {
     set_level_views(l);
     for (size_t vi = 0; vi < V; ++vi) viewed_[l * V + vi] = level_view_[vi].on;
     for (const Step& s : plan_.steps)
       if (s.phase == Phase::Level) forward_step(s, l);
+    flush_row_jobs();
   }
   clear_level_views();
   for (const Step& s : plan_.steps)
     if (s.phase == Phase::Output) forward_step(s, -1);
+  flush_row_jobs();
 
   if (opts_.training) {
     for (int v : plan_.zero_fill_values) {
@@ -380,7 +383,28 @@ typename Executor<T>::GemmOperands Executor<T>::gemm_operands(const Step& s) {
 }
 
 template <typename T>
+void Executor<T>::queue_row_job(bool scatter, const ops::RowJob<T>& job) {
+  if (!row_jobs_.empty() && row_jobs_scatter_ != scatter) flush_row_jobs();
+  row_jobs_scatter_ = scatter;
+  row_jobs_.push_back(job);
+}
+
+template <typename T>
+void Executor<T>::flush_row_jobs() {
+  if (row_jobs_.empty()) return;
+  Timer t(be_, opts_.profile, &stats_.t_gather);
+  ++stats_.row_job_batches;
+  const int count = static_cast<int>(row_jobs_.size());
+  if (row_jobs_scatter_)
+    be_.scatter_add_rows_batched(row_jobs_.data(), count);
+  else
+    be_.gather_rows_batched(row_jobs_.data(), count);
+  row_jobs_.clear();
+}
+
+template <typename T>
 void Executor<T>::forward_step(const Step& s, int level) {
+  if (s.kind != StepKind::Gather) flush_row_jobs();
   const GraphBatch& b = *batch_;
   const auto& nd = plan_.fn.nodes[s.node];
   Range rr = rows_of(s.domain, level);
@@ -407,10 +431,15 @@ void Executor<T>::forward_step(const Step& s, int level) {
         break;
       }
       int sv = source_of_node_[s.node];
-      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
-      be_.gather_rows(n, nd.width, node_ptr(sv, 0), ld_of(plan_.node_value[sv]),
-                      dix_.slot[nd.slot] + rr.begin, dst, ld);
+      const ops::RowJob<T> job{n, nd.width, node_ptr(sv, 0), ld_of(plan_.node_value[sv]),
+                               dix_.slot[nd.slot] + rr.begin, dst, ld};
+      if (be_.batch_row_jobs()) {
+        queue_row_job(false, job);
+        break;
+      }
+      Timer t(be_, opts_.profile, &stats_.t_gather);
+      be_.gather_rows(job.n, job.width, job.src, job.ld_src, job.idx, job.dst, job.ld_dst);
       break;
     }
     case StepKind::EdgeChild: {

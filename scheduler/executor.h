@@ -31,6 +31,7 @@ struct ExecStats {
   long gather_calls = 0;   // gathers, scatters, segment sums, copies
   long fill_calls = 0;
   long zero_skipped = 0;   // GEMMs skipped because their inputs were all zero on a level
+  long row_job_batches = 0;  // batched gather / scatter-add calls (Backend::batch_row_jobs)
   long uploads = 0;        // batch index uploads (backends without host-visible memory)
   double upload_bytes = 0;
   // Strided path (vertex::Step::strided_view): gathers served on a level by a
@@ -163,6 +164,10 @@ class Executor {
   void gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, long lda, const T* b,
             long ldb, T beta, T* c, long ldc);
   void fill(int rows, int width, T* dst, long ld);
+  // Gathers (or scatter-adds) of consecutive Gather steps, queued when the
+  // backend batches them and issued as one call before the next other step.
+  void queue_row_job(bool scatter, const ops::RowJob<T>& job);
+  void flush_row_jobs();
 
   const vertex::ExecPlan& plan_;
   ops::Backend<T>& be_;
@@ -199,6 +204,9 @@ class Executor {
   std::vector<char> rematerialized_;           // [V] gathered over all rows for backward
   std::vector<Span> spans_;
   bool have_forward_ = false;
+
+  std::vector<ops::RowJob<T>> row_jobs_;
+  bool row_jobs_scatter_ = false;
 
   // Reused call arguments for fused programs.
   std::vector<ops::RowView<const T>> in_views_;

@@ -31,10 +31,12 @@ void Executor<T>::backward() {
   const auto& steps = plan_.steps;
   for (auto it = steps.rbegin(); it != steps.rend(); ++it)
     if (it->phase == Phase::Output) backward_step(*it, -1);
+  flush_row_jobs();
   for (int l = batch_->num_levels - 1; l >= 0; --l) {
     set_level_views(l);
     for (auto it = steps.rbegin(); it != steps.rend(); ++it)
       if (it->phase == Phase::Level) backward_step(*it, l);
+    flush_row_jobs();
   }
   clear_level_views();
   for (const Step& s : steps)
@@ -42,6 +44,7 @@ void Executor<T>::backward() {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it)
     if (it->phase == Phase::Hoisted) {
       backward_step(*it, -1);
+      flush_row_jobs();
       lazy_param_grads(*it);
     }
   for (auto it = steps.rbegin(); it != steps.rend(); ++it)
@@ -50,6 +53,7 @@ void Executor<T>::backward() {
 
 template <typename T>
 void Executor<T>::backward_step(const Step& s, int level) {
+  if (s.kind != StepKind::Gather) flush_row_jobs();
   const GraphBatch& b = *batch_;
   const auto& nd = plan_.fn.nodes[s.node];
   Range rr = rows_of(s.domain, level);
@@ -79,11 +83,16 @@ void Executor<T>::backward_step(const Step& s, int level) {
       }
       if (zero_at(s.node, level)) break;
       int sv = source_of_node_[s.node];
-      Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
-      be_.scatter_add_rows(n, nd.width, node_grad_ptr(s.node, rr.begin),
-                           ld_of(plan_.node_value[s.node]), dix_.slot[nd.slot] + rr.begin,
-                           node_grad_ptr(sv, 0), ld_of(plan_.node_value[sv]));
+      const ops::RowJob<T> job{n, nd.width, node_grad_ptr(s.node, rr.begin),
+                               ld_of(plan_.node_value[s.node]), dix_.slot[nd.slot] + rr.begin,
+                               node_grad_ptr(sv, 0), ld_of(plan_.node_value[sv])};
+      if (be_.batch_row_jobs()) {
+        queue_row_job(true, job);
+        break;
+      }
+      Timer t(be_, opts_.profile, &stats_.t_gather);
+      be_.scatter_add_rows(job.n, job.width, job.src, job.ld_src, job.idx, job.dst, job.ld_dst);
       break;
     }
     case StepKind::EdgeChild: {

@@ -41,39 +41,6 @@
 namespace copse {
 namespace {
 
-TEST(Device, ResolvesNamesAndRefusesUnknownOnes) {
-  EXPECT_EQ(ops::resolve_device("cpu"), "cpu");
-  EXPECT_EQ(ops::resolve_device("auto"), ops::gpu_count() > 0 ? "cuda" : "cpu");
-  try {
-    ops::resolve_device("tpu");
-    FAIL() << "expected an error for --device tpu";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("expected cpu, cuda or auto"), std::string::npos);
-  }
-  if (ops::gpu_count() == 0) {
-    try {
-      ops::resolve_device("cuda");
-      FAIL() << "expected an error for --device cuda without a GPU";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("--device cuda"), std::string::npos) << e.what();
-    }
-  }
-}
-
-#ifndef COPSE_WITH_CUDA
-
-TEST(Cuda, BuiltWithoutCuda) {
-  GTEST_SKIP() << "built without the CUDA backend (COPSE_WITH_CUDA=OFF)";
-}
-
-#else
-
-#define COPSE_REQUIRE_GPU()                                                      \
-  do {                                                                           \
-    if (cuda::device_count() == 0)                                               \
-      GTEST_SKIP() << "needs a GPU: " << cuda::device_description(0);            \
-  } while (0)
-
 using Vec = std::vector<float>;
 
 // ---------------------------------------------------------------------------
@@ -140,6 +107,127 @@ Vec host(ops::Backend<float>& be, const float* p, std::size_t n) {
 }
 
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct CellRun {
+  Vec h;      // output "h", [N, hidden] in batch-row order
+  Vec grads;  // the store's flat gradient buffer
+  long uploads = 0;
+  long gather_calls = 0, row_job_batches = 0;
+};
+
+CellRun run_cell(ops::Backend<float>& be, const vertex::VertexFunction& fn,
+                 const std::vector<scheduler::Graph>& graphs, int vocab, int embed) {
+  memory::ParamStore<float> ps(be);
+  memory::Arena<float> arena(be);
+  vertex::ExecPlan plan = vertex::compile(fn, {});
+  ps.add({"embed", {vocab, embed}, memory::Init::Uniform, 0.5f, true});
+  models::add_plan_params(plan, ps);
+  ps.finalize();
+  ps.init(7);
+  for (const auto& p : plan.fn.params)  // nonzero biases
+    if (p.is_bias) {
+      const int id = ps.id(p.name);
+      ps.set_host(id, random_vec(ps.numel(id), static_cast<std::uint32_t>(id) + 1, -0.5f, 0.5f));
+    }
+  scheduler::Executor<float> ex(plan, be, ps, arena);
+  ex.bind_pull("word", "embed");
+  scheduler::BatchOptions bo;
+  bo.num_slots = std::max(1, fn.child_slots);
+  scheduler::GraphBatch batch = scheduler::make_batch(graphs, bo);
+  ps.zero_grads();
+  ex.forward(batch);
+  const int w = ex.output_width("h");
+  auto view = ex.output("h");
+  CellRun out;
+  Vec strided = host(be, view.ptr, static_cast<std::size_t>(batch.num_rows - 1) * view.ld + w);
+  for (int r = 0; r < batch.num_rows; ++r)
+    for (int j = 0; j < w; ++j) out.h.push_back(strided[static_cast<std::size_t>(r) * view.ld + j]);
+  Vec dh = random_vec(static_cast<std::size_t>(batch.num_rows) * w, 99);
+  float* ddh = arena.alloc(dh.size());
+  be.upload(ddh, dh.data(), dh.size() * sizeof(float));
+  ex.set_push_grad("h", ddh, w);
+  ex.backward();
+  out.grads = host(be, ps.grads_flat(), ps.total_elements());
+  out.uploads = ex.stats().uploads;
+  out.gather_calls = ex.stats().gather_calls;
+  out.row_job_batches = ex.stats().row_job_batches;
+  return out;
+}
+
+std::vector<scheduler::Graph> graphs_for(const std::string& cell, int vocab) {
+  std::mt19937 rng(1234);
+  std::vector<scheduler::Graph> g;
+  if (cell == "lstm" || cell == "gru" || cell == "lstm2") {
+    for (int n : {1, 7, 30, 2, 64, 13}) {
+      std::vector<int> in(n);
+      for (int& x : in) x = std::uniform_int_distribution<int>(0, vocab - 1)(rng);
+      g.push_back(scheduler::make_chain(n, in));
+    }
+  } else if (cell == "tree-lstm" || cell == "tree-gru") {
+    for (int leaves : {1, 2, 9, 25, 60}) g.push_back(reftest::random_binary_tree(leaves, rng, vocab, false));
+  } else {
+    for (int n : {1, 6, 30, 80}) g.push_back(reftest::random_nary_tree(n, 5, rng, vocab));
+    for (int n : {5, 40}) g.push_back(reftest::random_dag(n, 4, rng, vocab));
+  }
+  return g;
+}
+
+// The executor's batching of a level's gathers and scatter-adds (what it
+// does for CUDA), exercised on the CPU backend: the same outputs and
+// gradients as one call per gather, in fewer calls.
+TEST(Executor, BatchedRowJobsEqualOneCallPerGather) {
+  const int vocab = 50, embed = 24, hidden = 20;
+  for (const std::string& name : models::cell_names()) {
+    SCOPED_TRACE(name);
+    const auto fn = models::make_cell(name, embed, hidden);
+    const auto graphs = graphs_for(name, vocab);
+    ops::CpuBackend<float> plain(1), batched(1);
+    batched.set_batch_row_jobs(true);
+    CellRun ref = run_cell(plain, fn, graphs, vocab, embed);
+    CellRun got = run_cell(batched, fn, graphs, vocab, embed);
+    EXPECT_TRUE(close(got.h, ref.h, 1e-6, name + " output h"));
+    EXPECT_TRUE(close(got.grads, ref.grads, 1e-6, name + " gradients"));
+    EXPECT_EQ(ref.row_job_batches, 0);
+    EXPECT_EQ(got.gather_calls, ref.gather_calls);
+    if (name == "tree-lstm") {  // four gathers a level (h and c of two children): one call
+      EXPECT_GT(got.row_job_batches, 0);
+      EXPECT_LE(got.row_job_batches * 3, got.gather_calls);
+    }
+  }
+}
+
+TEST(Device, ResolvesNamesAndRefusesUnknownOnes) {
+  EXPECT_EQ(ops::resolve_device("cpu"), "cpu");
+  EXPECT_EQ(ops::resolve_device("auto"), ops::gpu_count() > 0 ? "cuda" : "cpu");
+  try {
+    ops::resolve_device("tpu");
+    FAIL() << "expected an error for --device tpu";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected cpu, cuda or auto"), std::string::npos);
+  }
+  if (ops::gpu_count() == 0) {
+    try {
+      ops::resolve_device("cuda");
+      FAIL() << "expected an error for --device cuda without a GPU";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--device cuda"), std::string::npos) << e.what();
+    }
+  }
+}
+
+#ifndef COPSE_WITH_CUDA
+
+TEST(Cuda, BuiltWithoutCuda) {
+  GTEST_SKIP() << "built without the CUDA backend (COPSE_WITH_CUDA=OFF)";
+}
+
+#else
+
+#define COPSE_REQUIRE_GPU()                                                      \
+  do {                                                                           \
+    if (cuda::device_count() == 0)                                               \
+      GTEST_SKIP() << "needs a GPU: " << cuda::device_description(0);            \
+  } while (0)
 
 // ---------------------------------------------------------------------------
 // Code generation (no GPU needed).
@@ -475,67 +563,6 @@ TEST(CudaBackend, FusedProgramsOfEveryCellMatchInterpreterAndCpu) {
 
 // ---------------------------------------------------------------------------
 // Whole cells: forward outputs and every gradient, CUDA vs CPU.
-
-struct CellRun {
-  Vec h;      // output "h", [N, hidden] in batch-row order
-  Vec grads;  // the store's flat gradient buffer
-  long uploads = 0;
-};
-
-CellRun run_cell(ops::Backend<float>& be, const vertex::VertexFunction& fn,
-                 const std::vector<scheduler::Graph>& graphs, int vocab, int embed) {
-  memory::ParamStore<float> ps(be);
-  memory::Arena<float> arena(be);
-  vertex::ExecPlan plan = vertex::compile(fn, {});
-  ps.add({"embed", {vocab, embed}, memory::Init::Uniform, 0.5f, true});
-  models::add_plan_params(plan, ps);
-  ps.finalize();
-  ps.init(7);
-  for (const auto& p : plan.fn.params)  // nonzero biases
-    if (p.is_bias) {
-      const int id = ps.id(p.name);
-      ps.set_host(id, random_vec(ps.numel(id), static_cast<std::uint32_t>(id) + 1, -0.5f, 0.5f));
-    }
-  scheduler::Executor<float> ex(plan, be, ps, arena);
-  ex.bind_pull("word", "embed");
-  scheduler::BatchOptions bo;
-  bo.num_slots = std::max(1, fn.child_slots);
-  scheduler::GraphBatch batch = scheduler::make_batch(graphs, bo);
-  ps.zero_grads();
-  ex.forward(batch);
-  const int w = ex.output_width("h");
-  auto view = ex.output("h");
-  CellRun out;
-  Vec strided = host(be, view.ptr, static_cast<std::size_t>(batch.num_rows - 1) * view.ld + w);
-  for (int r = 0; r < batch.num_rows; ++r)
-    for (int j = 0; j < w; ++j) out.h.push_back(strided[static_cast<std::size_t>(r) * view.ld + j]);
-  Vec dh = random_vec(static_cast<std::size_t>(batch.num_rows) * w, 99);
-  float* ddh = arena.alloc(dh.size());
-  be.upload(ddh, dh.data(), dh.size() * sizeof(float));
-  ex.set_push_grad("h", ddh, w);
-  ex.backward();
-  out.grads = host(be, ps.grads_flat(), ps.total_elements());
-  out.uploads = ex.stats().uploads;
-  return out;
-}
-
-std::vector<scheduler::Graph> graphs_for(const std::string& cell, int vocab) {
-  std::mt19937 rng(1234);
-  std::vector<scheduler::Graph> g;
-  if (cell == "lstm" || cell == "gru" || cell == "lstm2") {
-    for (int n : {1, 7, 30, 2, 64, 13}) {
-      std::vector<int> in(n);
-      for (int& x : in) x = std::uniform_int_distribution<int>(0, vocab - 1)(rng);
-      g.push_back(scheduler::make_chain(n, in));
-    }
-  } else if (cell == "tree-lstm" || cell == "tree-gru") {
-    for (int leaves : {1, 2, 9, 25, 60}) g.push_back(reftest::random_binary_tree(leaves, rng, vocab, false));
-  } else {
-    for (int n : {1, 6, 30, 80}) g.push_back(reftest::random_nary_tree(n, 5, rng, vocab));
-    for (int n : {5, 40}) g.push_back(reftest::random_dag(n, 4, rng, vocab));
-  }
-  return g;
-}
 
 TEST(CudaBackend, EveryCellForwardAndGradientsMatchCpu) {
   COPSE_REQUIRE_GPU();
