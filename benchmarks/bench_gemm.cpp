@@ -22,6 +22,7 @@
 
 #include <fmt/format.h>
 
+#include "benchmarks/bench_util.h"
 #include "common/error.h"
 #include "ops/cpu_backend.h"
 
@@ -30,6 +31,8 @@
 #endif
 
 namespace {
+
+using copse::bench::cpu_model;
 
 using copse::ops::CpuBackend;
 
@@ -42,14 +45,6 @@ using GemmFn = std::function<void(int threads, const Shape&, const float*, const
 
 // GFLOP/s per shape (m, n, k): {1 thread, 2 threads}.
 using Table = std::map<std::tuple<int, int, int>, std::pair<double, double>>;
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
 
 // The 1-minute load average: other processes skew the timings.
 std::string load_average() {

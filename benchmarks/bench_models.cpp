@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "benchmarks/bench_util.h"
 #include "common/error.h"
 #include "models/cells.h"
 #include "models/conllu_reader.h"
@@ -33,24 +34,15 @@ using namespace copse;
 
 namespace {
 
+using copse::bench::now_s;
+using copse::bench::cpu_model;
+
 // CPU seconds of the whole process (all threads): what a run costs even
 // when a shared machine takes the core away from it for a while.
 double cpu_s() {
   timespec t{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
   return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
 }
 
 // Graphs with word ids set, the vocabulary size, and where they came from.

@@ -22,6 +22,7 @@
 #include <random>
 #include <thread>
 
+#include "benchmarks/bench_util.h"
 #include "benchmarks/cudnn_lstm.h"
 #include "common/error.h"
 #include "cuda/cuda_backend.h"
@@ -39,19 +40,10 @@ using bench::DeviceBuffer;
 
 namespace {
 
+using copse::bench::now_s;
+using copse::bench::cpu_model;
+
 constexpr double kTol = 1e-4;
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
 
 // ||a - b|| / ||b|| over [begin, end) of both (||a - b|| when b is zero).
 double rel_err(const float* a, const float* b, std::size_t n) {

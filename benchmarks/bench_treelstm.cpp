@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <omp.h>
 
+#include "benchmarks/bench_util.h"
 #include "common/error.h"
 #include "models/ptb_reader.h"
 #include "models/sentiment_model.h"
@@ -31,17 +32,8 @@ using namespace copse;
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
+using copse::bench::now_s;
+using copse::bench::cpu_model;
 
 struct Result {
   double trees_per_s = 0, seconds = 0;
