@@ -109,7 +109,7 @@ print(f"dense gradient: {dense} floats = {dense * 4 / 2**20:.2f} MiB per worker 
       "embedding rows travel as touched rows")
 print()
 print("| transport | workers | trees/s | speed-up | steps | compute ms/step | wait ms/step | "
-      "wait s/epoch | grad bytes/step/worker | sent bytes/step (all ranks) |")
+      "exchange ms/step | grad bytes/step/worker | sent bytes/step (all ranks) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for t in transports:
     base = None
@@ -124,8 +124,14 @@ for t in transports:
         grad = m.get("sync_bytes", 0) / steps / w
         sent = m.get("sync_sent_bytes")
         sent = f"{sent / steps:,.0f}" if sent is not None else "(shared memory)"
+        exch = m.get("sync_exchange_s")
+        exch = f"{1e3 * exch / steps:.1f}" if exch is not None else "-"
         print(f"| {t} | {w} | {rate:,.0f} | {rate / base:.2f}x | {steps} | {step_ms - wait_ms:.1f} | "
-              f"{wait_ms:.1f} | {wait:.2f} | {grad:,.0f} | {sent} |")
+              f"{wait_ms:.1f} | {exch} | {grad:,.0f} | {sent} |")
+print()
+print("compute: time per step not blocked in the exchange; wait: blocked (threads: in the "
+      "exchange's barriers; MPI: in every collective, the per-step loss sum included, so a "
+      "slower rank's lag counts here); exchange: MPI's gradient exchange alone")
 EOF
 echo
 echo "runs kept in $out"

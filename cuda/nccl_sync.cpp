@@ -141,10 +141,12 @@ class NcclGradSync : public memory::GradSync<float> {
       // A ring all-reduce sends 2 (W-1)/W of the buffer from every rank.
       sent = static_cast<long>(2.0 * (w - 1) / w * static_cast<double>(n * sizeof(float)));
     }
-    const double wait_s =
+    const double dense_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     mpi_.sync_sparse(store);
-    mpi_.count(wait_s, static_cast<long>(n * sizeof(float)), sent);
+    const double all_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    mpi_.count(all_s, dense_s, static_cast<long>(n * sizeof(float)), sent);
   }
 
  private:

@@ -297,11 +297,14 @@ double MpiGradSync<T>::timeout_s() const {
 template <typename T>
 void MpiGradSync<T>::sync(ParamStore<T>& store) {
   impl_->usable("sync");
+  const auto t0 = std::chrono::steady_clock::now();
   if (!impl_->layout_checked) impl_->check_layout(store);
   if (impl_->size > 1) {
     impl_->exchange_dense(store);
     impl_->exchange_sparse(store);
   }
+  impl_->stats.exchange_s +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ++impl_->stats.clocks;
   ++impl_->clock;
 }
@@ -314,7 +317,8 @@ void MpiGradSync<T>::sync_sparse(ParamStore<T>& store) {
 }
 
 template <typename T>
-void MpiGradSync<T>::count(double wait_s, long bytes, long sent_bytes) {
+void MpiGradSync<T>::count(double exchange_s, double wait_s, long bytes, long sent_bytes) {
+  impl_->stats.exchange_s += exchange_s;
   impl_->stats.wait_s += wait_s;
   impl_->stats.bytes += bytes;
   impl_->stats.sent_bytes += sent_bytes;

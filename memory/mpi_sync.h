@@ -16,6 +16,7 @@ namespace copse::memory {
 struct MpiSyncStats {
   long clocks = 0;      // gradient exchanges completed
   double wait_s = 0;    // time blocked in collectives: waiting for the others and moving data
+  double exchange_s = 0;  // time in the gradient exchanges (sync()): their waits, copies, sums
   long bytes = 0;       // gradient bytes this rank contributed (dense + its touched rows)
   long sent_bytes = 0;  // bytes this rank's part of the exchanges sends to the other ranks
 };
@@ -55,8 +56,9 @@ class MpiGradSync : public GradSync<T> {
   // The sparse rows only, for a transport that moves the dense gradients
   // itself (NCCL); it then reports its share through count().
   void sync_sparse(ParamStore<T>& store);
-  // Adds a delegate's exchange to the statistics (one clock).
-  void count(double wait_s, long bytes, long sent_bytes);
+  // Adds a delegate's exchange to the statistics (one clock): `exchange_s`
+  // in all, `wait_s` of it blocked outside this object's own collectives.
+  void count(double exchange_s, double wait_s, long bytes, long sent_bytes);
 
   // Small collectives under the same deadline; `what` names them in errors.
   // Element-wise sum over ranks, in rank order (the same bits on every rank).

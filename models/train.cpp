@@ -429,6 +429,7 @@ int run_train(const TrainOptions& given) {
       m["sync_wait_s"] = sync.wait_s;  // mean per worker
       m["sync_bytes"] = sync.bytes;    // gradient bytes all workers contributed
       if (sync.sent_bytes >= 0) m["sync_sent_bytes"] = sync.sent_bytes;  // between processes
+      if (sync.exchange_s >= 0) m["sync_exchange_s"] = sync.exchange_s;  // mean per worker
     }
     m["wall_s"] = now_s() - t_start;
     if (root) {

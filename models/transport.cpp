@@ -101,9 +101,11 @@ class MpiTransport : public Transport {
   SyncStats take_stats() override {
     memory::MpiSyncStats m = mpi_.stats();
     mpi_.reset_stats();
-    auto all = mpi_.sum({m.wait_s, double(m.bytes), double(m.sent_bytes)}, "the statistics");
+    auto all = mpi_.sum({m.wait_s, double(m.bytes), double(m.sent_bytes), m.exchange_s},
+                        "the statistics");
     SyncStats s;
     s.wait_s = all[0] / workers_;
+    s.exchange_s = all[3] / workers_;
     s.bytes = std::llround(all[1]);
     s.sent_bytes = std::llround(all[2]);
     return s;

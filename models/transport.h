@@ -17,6 +17,8 @@ struct SyncStats {
                          // processes, moving the data)
   long bytes = 0;        // gradient bytes all workers contributed (dense + touched rows)
   long sent_bytes = -1;  // bytes sent between processes, all ranks (-1: workers share memory)
+  double exchange_s = -1;  // mean per worker: time in the gradient exchange itself (-1: not
+                           // measured, threads)
 };
 
 // W workers, numbered 0..W-1; this process runs some of them (all with
