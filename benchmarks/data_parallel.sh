@@ -6,7 +6,9 @@
 #
 #   benchmarks/data_parallel.sh [--build DIR] [--data DIR] [--workers "1 2 4"]
 #       [--transports "thread mpi"] [--embed 300] [--hidden 150] [--batch 100]
-#       [--optimizer sgd] [--epochs 1] [--out DIR]
+#       [--optimizer sgd] [--epochs 1] [--repeat 2] [--out DIR]
+# Every configuration runs --repeat times; the table shows its fastest run
+# (the machine may be shared).
 # (SGD by default: Adagrad and Adam divide by the gradient's magnitude, so
 # the last-bit differences of another summation order grow in entries whose
 # gradient is mostly cancellation; see benchmarks/RESULTS.md.)
@@ -16,7 +18,7 @@ build="$root/build"
 data="$root/../shared/data/sst"
 workers="1 2 4"
 transports="thread mpi"
-embed=300 hidden=150 batch=100 optimizer=sgd epochs=1
+embed=300 hidden=150 batch=100 optimizer=sgd epochs=1 repeat=2
 out="${TMPDIR:-/tmp}/copse_data_parallel_$$"
 while (($#)); do
   case "$1" in
@@ -29,6 +31,7 @@ while (($#)); do
     --batch) batch="$2" ;;
     --optimizer) optimizer="$2" ;;
     --epochs) epochs="$2" ;;
+    --repeat) repeat="$2" ;;
     --out) out="$2" ;;
     *) echo "data_parallel.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -51,22 +54,33 @@ if (( $(nproc) < ${workers##* } )); then
   echo "note: $(nproc) cores: runs with more workers than cores share them (oversubscribed)"
 fi
 
-for t in $transports; do
-  for w in $workers; do
-    dir="$out/$t$w"
-    rm -rf "$dir"
-    if [[ $t == thread ]]; then
-      "$copse" "${flags[@]}" --workers "$w" --out "$dir" > "$out/$t$w.log" 2>&1
-    else
-      mpirun --oversubscribe --bind-to none -np "$w" "$copse" "${flags[@]}" --transport "$t" \
-        --out "$dir" > "$out/$t$w.log" 2>&1
-    fi || { echo "run $t x $w failed:"; cat "$out/$t$w.log"; exit 1; }
+for r in $(seq 1 "$repeat"); do
+  for t in $transports; do
+    for w in $workers; do
+      dir="$out/$t$w.$r"
+      rm -rf "$dir"
+      if [[ $t == thread ]]; then
+        "$copse" "${flags[@]}" --workers "$w" --out "$dir" > "$dir.log" 2>&1
+      else
+        mpirun --oversubscribe --bind-to none -np "$w" "$copse" "${flags[@]}" --transport "$t" \
+          --out "$dir" > "$dir.log" 2>&1
+      fi || { echo "run $t x $w failed:"; cat "$dir.log"; exit 1; }
+    done
   done
 done
+echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$out" "$transports" "$workers" <<'EOF'
+python3 - "$out" "$transports" "$workers" "$repeat" <<'EOF'
 import array, json, math, struct, sys
 out, transports, workers = sys.argv[1], sys.argv[2].split(), [int(w) for w in sys.argv[3].split()]
+repeat = int(sys.argv[4])
+# The fastest of the repeated runs of each configuration.
+runs = {}
+for t in transports:
+    for w in workers:
+        best = max(range(1, repeat + 1), key=lambda r: json.loads(
+            open(f"{out}/{t}{w}.{r}/metrics.jsonl").readline())["train_trees_per_s"])
+        runs[(t, w)] = f"{out}/{t}{w}.{best}"
 
 def tensors(path):
     with open(path, "rb") as f:
@@ -90,10 +104,9 @@ def rel(a, b):
 # The check before the figures: final parameters against one worker (1e-5)
 # and, for the same number of workers, every transport against the first
 # (the same bits: both sum in worker order).
-final = {(t, w): tensors(f"{out}/{t}{w}/checkpoint.safetensors")["params"][1]
-         for t in transports for w in workers}
+final = {k: tensors(f"{d}/checkpoint.safetensors")["params"][1] for k, d in runs.items()}
 first = (transports[0], workers[0])
-model = tensors(f"{out}/{first[0]}{first[1]}/model.safetensors")
+model = tensors(f"{runs[first]}/model.safetensors")
 dense = sum(math.prod(s) for name, (s, _) in model.items() if name != "embed")
 ok = True
 for (t, w), p in final.items():
@@ -114,7 +127,7 @@ print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for t in transports:
     base = None
     for w in workers:
-        m = json.loads(open(f"{out}/{t}{w}/metrics.jsonl").readline())
+        m = json.loads(open(f"{runs[(t, w)]}/metrics.jsonl").readline())
         steps = m["steps"]
         rate = m["train_trees_per_s"]
         base = base or rate

@@ -18,6 +18,9 @@ namespace copse::memory {
 
 namespace {
 
+// How long a wait polls (yielding the core) before it starts to sleep.
+constexpr int kSpinMs = 2;
+
 template <typename T>
 MPI_Datatype mpi_type();
 template <>
@@ -72,19 +75,22 @@ struct MpiGradSync<T>::Impl {
   void wait(MPI_Request* reqs, int n, const std::string& what) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto deadline = t0 + timeout;
-    long sleep_us = 2;
-    for (int polls = 0;; ++polls) {
+    const auto spin_until = t0 + std::chrono::milliseconds(kSpinMs);
+    long sleep_us = 10;
+    for (;;) {
       int done = 0;
       check(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
       if (done) break;
-      if (std::chrono::steady_clock::now() >= deadline) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) {
         broken = true;
         fail("rank {}: no reply from the other ranks within {:g} s during {} (clock {})", rank,
              timeout.count() / 1000.0, what, clock + 1);
       }
-      // Yield at first (the reply is usually close), then sleep, so that
-      // ranks sharing cores leave them to the ones still computing.
-      if (polls < 64) {
+      // Poll and yield at first (a reply is usually close, and a rank
+      // sharing the core gets it), then sleep: a long wait (a peer still
+      // computing, rank 0 writing a checkpoint) leaves the cores alone.
+      if (now < spin_until) {
         sched_yield();
       } else {
         std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
