@@ -39,6 +39,7 @@ while (($#)); do
 done
 copse="$build/copse"
 [[ -x "$copse" ]] || { echo "data_parallel.sh: $copse not built" >&2; exit 2; }
+[[ -x /usr/bin/time ]] || { echo "data_parallel.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 mkdir -p "$out"
 # mpirun: root allowed (CI containers), more ranks than cores, no pinning.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -59,10 +60,13 @@ for r in $(seq 1 "$repeat"); do
     for w in $workers; do
       dir="$out/$t$w.$r"
       rm -rf "$dir"
+      # CPU time of the run (all ranks) over its wall time: the cores it got.
       if [[ $t == thread ]]; then
-        "$copse" "${flags[@]}" --workers "$w" --out "$dir" > "$dir.log" 2>&1
+        /usr/bin/time -f "%e %U %S" -o "$dir.time" \
+          "$copse" "${flags[@]}" --workers "$w" --out "$dir" > "$dir.log" 2>&1
       else
-        mpirun --oversubscribe --bind-to none -np "$w" "$copse" "${flags[@]}" --transport "$t" \
+        /usr/bin/time -f "%e %U %S" -o "$dir.time" \
+          mpirun --oversubscribe --bind-to none -np "$w" "$copse" "${flags[@]}" --transport "$t" \
           --out "$dir" > "$dir.log" 2>&1
       fi || { echo "run $t x $w failed:"; cat "$dir.log"; exit 1; }
     done
@@ -121,9 +125,9 @@ if not ok:
 print(f"dense gradient: {dense} floats = {dense * 4 / 2**20:.2f} MiB per worker per step; "
       "embedding rows travel as touched rows")
 print()
-print("| transport | workers | trees/s | speed-up | steps | compute ms/step | wait ms/step | "
-      "exchange ms/step | grad bytes/step/worker | sent bytes/step (all ranks) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| transport | workers | trees/s | speed-up | cores used | steps | compute ms/step | "
+      "wait ms/step | exchange ms/step | grad bytes/step/worker | sent bytes/step (all ranks) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for t in transports:
     base = None
     for w in workers:
@@ -139,9 +143,13 @@ for t in transports:
         sent = f"{sent / steps:,.0f}" if sent is not None else "(shared memory)"
         exch = m.get("sync_exchange_s")
         exch = f"{1e3 * exch / steps:.1f}" if exch is not None else "-"
-        print(f"| {t} | {w} | {rate:,.0f} | {rate / base:.2f}x | {steps} | {step_ms - wait_ms:.1f} | "
-              f"{wait_ms:.1f} | {exch} | {grad:,.0f} | {sent} |")
+        wall, user, sys_ = map(float, open(f"{runs[(t, w)]}.time").read().split()[-3:])
+        cores = (user + sys_) / wall
+        print(f"| {t} | {w} | {rate:,.0f} | {rate / base:.2f}x | {cores:.2f} | {steps} | "
+              f"{step_ms - wait_ms:.1f} | {wait_ms:.1f} | {exch} | {grad:,.0f} | {sent} |")
 print()
+print("cores used: CPU time of the whole run (all workers, start-up and evaluation included) "
+      "over its wall time; less than min(workers, cores) means other load shared the machine")
 print("compute: time per step not blocked in the exchange; wait: blocked (threads: in the "
       "exchange's barriers; MPI: in every collective, the per-step loss sum included, so a "
       "slower rank's lag counts here); exchange: MPI's gradient exchange alone")
