@@ -125,6 +125,13 @@ std::unique_ptr<Transport> make_transport(const std::string& kind, int workers, 
   if (!(timeout_s > 0) || !std::isfinite(timeout_s))
     fail("--sync-timeout must be a positive number of seconds, got {}", timeout_s);
   if (kind == "thread") {
+    // Under mpirun every rank would train alone and write the same files.
+    for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
+      const char* n = std::getenv(var);
+      if (n && std::atoi(n) > 1)
+        fail("this is one of {} MPI ranks ({}), but --transport is thread: pass --transport mpi",
+             n, var);
+    }
     if (workers == 0) workers = 1;
     if (workers < 1 || workers > 64) fail("--workers must be in [1, 64], got {}", workers);
     return std::make_unique<ThreadTransport>(workers, threads, timeout_s);

@@ -181,6 +181,7 @@ TEST_F(MpiTrain, KilledRankEndsTheJobAndTheCheckpointResumes) {
   EXPECT_NE(killed.status, 0);
   EXPECT_LT(killed.seconds, 60.0);
   EXPECT_NE(killed.err.find("test fault: worker 1, step 5: kill"), std::string::npos) << killed.err;
+  EXPECT_NE(killed.err.find("exited on signal 9"), std::string::npos) << killed.err;  // mpirun
   auto st = copse::models::load_checkpoint(out("run") + "/checkpoint.safetensors");
   EXPECT_EQ(st.step, 4);
   Result resumed = mpirun(2, "train --resume " + out("run") + " --quiet", dir_);
@@ -226,6 +227,9 @@ TEST_F(MpiTrain, BadOptionsAreClearErrors) {
   r = mpirun(2, base + " --staleness 1", dir_);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("--staleness (SSP) needs --transport thread"), std::string::npos) << r.err;
+  r = mpirun(2, base, dir_, "", "thread");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("one of 2 MPI ranks"), std::string::npos) << r.err;
   r = mpirun(1, base, dir_, "COPSE_TEST_FAULT=explode:0:1");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("KIND must be kill, hang or perturb"), std::string::npos) << r.err;
