@@ -66,8 +66,10 @@ struct MpiGradSync<T>::Impl {
   std::vector<int> my_counts, all_counts;  // sparse: [S], [W, S]
   std::vector<int> my_ids, all_ids;
   std::vector<T> my_vals, all_vals;
-  std::vector<double> small;
-  std::vector<std::uint64_t> hashes;
+  std::vector<double> small_mine, small;  // sum(): [k], [W, k]
+  std::uint64_t hash_mine = 0;
+  std::vector<std::uint64_t> hashes;      // [W]
+  std::vector<unsigned char> bytes;       // broadcast()
   std::vector<int> urows;
   std::vector<T> uvals;
 
@@ -118,9 +120,10 @@ struct MpiGradSync<T>::Impl {
         mix(static_cast<std::uint64_t>(store.row_width(i)));
       }
     }
+    hash_mine = h;
     hashes.assign(size, 0);
     MPI_Request req;
-    check(MPI_Iallgather(&h, 1, MPI_UINT64_T, hashes.data(), 1, MPI_UINT64_T, comm, &req),
+    check(MPI_Iallgather(&hash_mine, 1, MPI_UINT64_T, hashes.data(), 1, MPI_UINT64_T, comm, &req),
           "MPI_Iallgather");
     wait(&req, 1, "the parameter layout check");
     for (int r = 0; r < size; ++r)
@@ -336,10 +339,12 @@ template <typename T>
 std::vector<double> MpiGradSync<T>::sum(const std::vector<double>& mine, const std::string& what) {
   impl_->usable("sum");
   const int k = as_count(mine.size(), "a sum");
+  impl_->small_mine = mine;
   auto& all = impl_->small;
   all.assign(static_cast<std::size_t>(impl_->size) * k, 0.0);
   MPI_Request req;
-  check(MPI_Iallgather(mine.data(), k, MPI_DOUBLE, all.data(), k, MPI_DOUBLE, impl_->comm, &req),
+  check(MPI_Iallgather(impl_->small_mine.data(), k, MPI_DOUBLE, all.data(), k, MPI_DOUBLE,
+                       impl_->comm, &req),
         "MPI_Iallgather");
   impl_->wait(&req, 1, what);
   std::vector<double> out(k, 0.0);
@@ -351,10 +356,12 @@ std::vector<double> MpiGradSync<T>::sum(const std::vector<double>& mine, const s
 template <typename T>
 std::vector<std::uint64_t> MpiGradSync<T>::allgather(std::uint64_t mine, const std::string& what) {
   impl_->usable("allgather");
+  impl_->hash_mine = mine;
   auto& all = impl_->hashes;
   all.assign(impl_->size, 0);
   MPI_Request req;
-  check(MPI_Iallgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, impl_->comm, &req),
+  check(MPI_Iallgather(&impl_->hash_mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T,
+                       impl_->comm, &req),
         "MPI_Iallgather");
   impl_->wait(&req, 1, what);
   return all;
@@ -363,10 +370,14 @@ std::vector<std::uint64_t> MpiGradSync<T>::allgather(std::uint64_t mine, const s
 template <typename T>
 void MpiGradSync<T>::broadcast(void* data, std::size_t bytes, int root, const std::string& what) {
   impl_->usable("broadcast");
+  auto& buf = impl_->bytes;
+  const auto* src = static_cast<const unsigned char*>(data);
+  buf.assign(src, src + bytes);
   MPI_Request req;
-  check(MPI_Ibcast(data, as_count(bytes, "a broadcast"), MPI_BYTE, root, impl_->comm, &req),
+  check(MPI_Ibcast(buf.data(), as_count(bytes, "a broadcast"), MPI_BYTE, root, impl_->comm, &req),
         "MPI_Ibcast");
   impl_->wait(&req, 1, what);
+  std::copy(buf.begin(), buf.end(), static_cast<unsigned char*>(data));
 }
 
 template <typename T>
