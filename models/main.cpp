@@ -1,4 +1,6 @@
-// The copse command-line tool: `copse train`, `copse eval`.
+// The copse command-line tool: `copse train`, `copse eval`. With
+// `--transport mpi|nccl` it is one rank of an MPI job: it initialises MPI,
+// and on an error ends the whole job (MPI_Abort) so that no rank waits on.
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -8,6 +10,33 @@
 
 #include "common/error.h"
 #include "models/train.h"
+
+#ifdef COPSE_HAVE_MPI
+#include <mpi.h>
+#endif
+
+namespace {
+
+// Runs the parsed subcommand; returns the exit status, errors printed.
+int run(CLI::App* train, CLI::App* eval, const copse::models::TrainOptions& t,
+        const copse::models::EvalOptions& e) {
+  try {
+    if (*train) return copse::models::run_train(t);
+    if (*eval) return copse::models::run_eval(e);
+  } catch (const copse::Error& err) {
+    fmt::print(stderr, "copse: error: {}\n", err.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "copse: error: out of memory\n");
+    return 3;
+  } catch (const std::exception& err) {
+    fmt::print(stderr, "copse: internal error: {}\n", err.what());
+    return 70;
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // A write past a file-size limit fails with EFBIG (reported, old files kept)
@@ -36,7 +65,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train->add_flag("--tf32", t.tf32, "cuda: allow TF32 tensor-core GEMMs (faster, less exact)");
   train->add_option("--workers", t.workers,
-                    "data-parallel workers (threads, BSP); --batch stays the global batch")
+                    "data-parallel workers (BSP); --batch stays the global batch (default: 1 "
+                    "with threads, the number of MPI ranks with mpi/nccl)")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--transport", t.transport,
+                    "thread (workers in this process) | mpi (one worker per rank: mpirun -np W "
+                    "copse train --transport mpi ...) | nccl (as mpi, dense gradients on GPUs)")
+      ->capture_default_str();
+  train->add_option("--sync-timeout", t.sync_timeout,
+                    "seconds a worker waits for the others at an exchange before the run fails")
       ->capture_default_str();
   train->add_option("--seed", t.seed, "random seed")->capture_default_str();
   train->add_option("--out", t.out, "output directory")->capture_default_str();
@@ -64,18 +101,22 @@ int main(int argc, char** argv) {
     int rc = app.exit(err);
     return rc == 0 ? 0 : 2;
   }
-  try {
-    if (*train) return copse::models::run_train(t);
-    if (*eval) return copse::models::run_eval(e);
-  } catch (const copse::Error& err) {
-    fmt::print(stderr, "copse: error: {}\n", err.what());
-    return 2;
-  } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "copse: error: out of memory\n");
-    return 3;
-  } catch (const std::exception& err) {
-    fmt::print(stderr, "copse: internal error: {}\n", err.what());
-    return 70;
+  const bool use_mpi = *train && (t.transport == "mpi" || t.transport == "nccl");
+#ifdef COPSE_HAVE_MPI
+  if (use_mpi) {
+    int provided = 0;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+      fmt::print(stderr, "copse: error: MPI_Init_thread failed\n");
+      return 2;
+    }
+    int rc = run(train, eval, t, e);
+    // A rank that failed ends the job: the others may wait in a collective.
+    if (rc != 0) MPI_Abort(MPI_COMM_WORLD, rc);
+    MPI_Finalize();
+    return rc;
   }
-  return 0;
+#else
+  static_cast<void>(use_mpi);  // run_train says that MPI is not built in
+#endif
+  return run(train, eval, t, e);
 }

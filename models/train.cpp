@@ -29,6 +29,7 @@
 #include "models/sequence_reader.h"
 #include "models/sentiment_model.h"
 #include "models/synthetic_treebank.h"
+#include "models/transport.h"
 #include "models/tree_lstm.h"
 #include "models/vocab.h"
 #include "ops/cpu_backend.h"
@@ -39,6 +40,50 @@ namespace copse::models {
 namespace fs = std::filesystem;
 using scheduler::GraphBatch;
 
+namespace {
+
+// Identifies a replica's state: its parameters and optimizer state.
+std::uint64_t replica_hash(memory::ParamStore<float>& ps) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (int k = -1; k < ps.optimizer_state_slots(); ++k) {
+    std::vector<float> v = ps.get_flat_host(k);
+    h = fnv1a(v.data(), v.size() * sizeof(float), h);
+  }
+  return h;
+}
+
+// The workers whose value differs from worker 0's, as "1, 3".
+std::string differing(const std::vector<std::uint64_t>& v) {
+  std::string out;
+  for (size_t r = 1; r < v.size(); ++r)
+    if (v[r] != v[0]) out += (out.empty() ? "" : ", ") + std::to_string(r);
+  return out;
+}
+
+// Root accuracy over `batches`, each worker evaluating every W-th batch.
+EvalCounts evaluate_split(Transport& tr, std::vector<Worker>& workers,
+                          const std::vector<GraphBatch>& batches) {
+  const auto& local = tr.local_workers();
+  std::vector<std::vector<double>> part(local.size(), std::vector<double>(6, 0.0));
+  tr.run_local([&](int k) {
+    EvalCounts c;
+    for (size_t b = local[k]; b < batches.size(); b += tr.workers())
+      workers[k].model->evaluate_batch(batches[b], c);
+    part[k] = {double(c.trees),          double(c.fine_correct), double(c.binary_trees),
+               double(c.binary_correct), c.loss,                 double(c.vertices)};
+  });
+  auto s = tr.sum(part, "evaluation");
+  EvalCounts c;
+  c.trees = std::llround(s[0]);
+  c.fine_correct = std::llround(s[1]);
+  c.binary_trees = std::llround(s[2]);
+  c.binary_correct = std::llround(s[3]);
+  c.loss = s[4];
+  c.vertices = std::llround(s[5]);
+  return c;
+}
+
+}  // namespace
 
 int run_train(const TrainOptions& given) {
   TrainState resumed;
@@ -55,13 +100,35 @@ int run_train(const TrainOptions& given) {
     o.quiet = given.quiet;
     o.device = given.device;
     o.tf32 = given.tf32;
+    o.transport = given.transport;
+    o.sync_timeout = given.sync_timeout;
   }
   if (o.epochs < 0) fail("--epochs must be >= 0, got {}", o.epochs);
   if (o.batch <= 0) fail("--batch must be positive, got {}", o.batch);
   if (o.embed <= 0 || o.hidden <= 0) fail("--embed and --hidden must be positive");
   if (o.threads <= 0) fail("--threads must be positive, got {}", o.threads);
-  if (o.workers <= 0 || o.workers > 64) fail("--workers must be in [1, 64], got {}", o.workers);
   if (o.staleness < -1) fail("--staleness must be >= 0 (or -1 for BSP), got {}", o.staleness);
+  if (o.staleness >= 0 && o.transport != "thread")
+    fail("--staleness (SSP) needs --transport thread; with {} the workers are bulk-synchronous",
+         o.transport);
+  // The transport fixes the number of workers (with mpi: the world size) and
+  // which of them this process runs; only the process running worker 0
+  // prints and writes files.
+  const int workers_given = o.workers;  // 0: not given; resuming: the run's
+  std::unique_ptr<Transport> tr = make_transport(
+      o.transport, resuming && o.transport != "thread" ? 0 : o.workers, o.threads, o.sync_timeout);
+  o.workers = tr->workers();
+  if (resuming && workers_given != o.workers)
+    fail("{}: the run has {} workers, this job {} MPI ranks; resume it under mpirun -np {} (or "
+         "with --transport thread)",
+         checkpoint_path, workers_given, o.workers, workers_given);
+  const bool root = tr->root();
+  if (!root) {
+    o.quiet = true;
+    o.progress = false;
+  }
+  const std::vector<int>& local = tr->local_workers();
+  const TestFault fault = test_fault_from_env(o.transport);
   const bool ssp = o.staleness >= 0 && o.workers > 1;
   if (ssp && o.checkpoint_every > 0)
     fail("--checkpoint-every is not supported with --staleness (SSP checkpoints at epoch ends)");
@@ -70,12 +137,11 @@ int run_train(const TrainOptions& given) {
   device.device = ops::resolve_device(o.device);
   device.threads = o.threads;
   device.tf32 = o.tf32;
-  if (device.device == "cuda" && o.workers > ops::gpu_count())
-    fail("--workers {} with --device cuda needs a GPU per worker; this machine has {}", o.workers,
-         ops::gpu_count());
+  // The gradient exchanges (thread, mpi, nccl) still read the gradients in
+  // host memory; the CUDA backend keeps them on the device.
   if (device.device == "cuda" && o.workers > 1)
-    fail("--workers {} with --device cuda: the thread transport sums gradients in host memory; "
-         "use one worker per GPU process (--transport nccl) instead",
+    fail("--device cuda trains one worker for now ({} asked for): the gradient exchanges read "
+         "host memory; use --device cpu for data parallelism",
          o.workers);
   memory::OptimizerConfig oc;
   oc.kind = memory::parse_optimizer_kind(o.optimizer);
@@ -102,12 +168,11 @@ int run_train(const TrainOptions& given) {
   cfg.hidden = o.hidden;
   // Workers are replicas: same initial parameters, same optimizer; under BSP
   // they apply the same summed gradient and stay identical.
-  std::vector<Worker> workers(o.workers);
-  std::unique_ptr<memory::ThreadGradSync<float>> sync;
-  if (o.workers > 1) sync = std::make_unique<memory::ThreadGradSync<float>>(o.workers);
+  // workers[k] is local worker k, worker number local[k] of the run.
+  std::vector<Worker> workers(local.size());
   std::vector<float> pretrained;
   int found = -1;
-  for (int r = 0; r < o.workers; ++r) {
+  for (size_t r = 0; r < workers.size(); ++r) {
     auto& w = workers[r];
     ops::DeviceOptions wd = device;
     wd.gpu = r;
@@ -123,7 +188,7 @@ int run_train(const TrainOptions& given) {
       wps.set_host(wps.id("embed"), pretrained);
     }
     wps.set_optimizer(oc);
-    if (sync) wps.set_grad_sync(sync->endpoint(r));
+    if (!ssp) wps.set_grad_sync(tr->grad_sync(static_cast<int>(r)));
   }
   // Under SSP the master (a model of its own) holds the parameters; the
   // workers hold replicas refreshed from it.
@@ -131,14 +196,14 @@ int run_train(const TrainOptions& given) {
   std::unique_ptr<SentimentModel<float>> master;
   std::unique_ptr<memory::SspServer<float>> server;
   if (ssp) {
-    for (auto& w : workers) w.model->params().set_grad_sync(nullptr);
-    sync.reset();
     master_backend = std::make_unique<ops::CpuBackend<float>>(o.threads);
     master = std::make_unique<SentimentModel<float>>(cell, cfg, *master_backend);
     master->params().init(o.seed);
     if (!pretrained.empty()) master->params().set_host(master->params().id("embed"), pretrained);
     master->params().set_optimizer(oc);
-    server = std::make_unique<memory::SspServer<float>>(master->params(), o.workers, o.staleness);
+    server = std::make_unique<memory::SspServer<float>>(
+        master->params(), o.workers, o.staleness,
+        std::chrono::milliseconds(std::llround(o.sync_timeout * 1000)));
   }
   SentimentModel<float>& model = ssp ? *master : *workers[0].model;
   auto& ps = model.params();
@@ -179,30 +244,51 @@ int run_train(const TrainOptions& given) {
     fmt::print("copse train: {} | train {} trees ({} vertices), dev {}, test {} | vocab {}{}\n",
                data.source, data.train.size(), train_vertices, data.dev.size(), data.test.size(),
                vocab.size(), found >= 0 ? fmt::format(" ({} with pretrained vectors)", found) : "");
-    fmt::print("{} embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} worker(s) x {} "
-               "thread(s) | seed {}\n",
+    fmt::print("{} embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} worker(s) ({}) x "
+               "{} thread(s) | seed {}\n",
                o.model, o.embed, o.hidden, o.optimizer, o.lr, o.l2, o.batch, o.epochs, o.workers,
-               o.threads, o.seed);
+               ssp ? "thread, SSP" : tr->name(), o.threads, o.seed);
     if (resuming)
       fmt::print("resuming from {} at epoch {}, step {}\n", checkpoint_path, st.epoch, st.step);
     std::fflush(stdout);
   }
-  // Nothing is written before the data and the model are known good.
-  fs::create_directories(o.out);
-  // Temporaries of a run that was killed while writing are garbage.
-  for (const auto& e : fs::directory_iterator(o.out)) {
-    const std::string name = e.path().filename().string();
-    for (const char* f : {"checkpoint.safetensors.tmp.", "model.safetensors.tmp.", "metrics.jsonl.tmp"})
-      if (name.rfind(f, 0) == 0) fs::remove(e.path());
+  // Every replica starts from the same state; across processes this checks
+  // that every rank read the same data and options.
+  {
+    const std::string opts = nlohmann::json(st.options).dump();
+    std::uint64_t setup = fnv1a(opts.data(), opts.size());
+    const long sizes[] = {static_cast<long>(data.train.size()), vocab.size(), st.step, st.epoch};
+    setup = fnv1a(sizes, sizeof(sizes), setup);
+    std::vector<std::uint64_t> h;
+    for (auto& w : workers) h.push_back(replica_hash(w.model->params()) ^ setup);
+    std::string bad = differing(tr->gather(h, "the start-up check"));
+    if (!bad.empty())
+      fail("worker(s) {} start from another state than worker 0 (the same data, options, "
+           "checkpoint and copse build on every rank?)",
+           bad);
   }
+  // Nothing is written before the data and the model are known good, and
+  // only by the process running worker 0.
   std::string metrics_path = (fs::path(o.out) / "metrics.jsonl").string();
   std::string model_path = (fs::path(o.out) / "model.safetensors").string();
   checkpoint_path = (fs::path(o.out) / "checkpoint.safetensors").string();
-  write_lines_atomic(metrics_path, st.metrics);
-  std::ofstream metrics(metrics_path, std::ios::app);
-  if (!metrics) fail("{}: cannot open for writing", metrics_path);
+  std::ofstream metrics;
+  if (root) {
+    fs::create_directories(o.out);
+    // Temporaries of a run that was killed while writing are garbage.
+    for (const auto& e : fs::directory_iterator(o.out)) {
+      const std::string name = e.path().filename().string();
+      for (const char* f :
+           {"checkpoint.safetensors.tmp.", "model.safetensors.tmp.", "metrics.jsonl.tmp"})
+        if (name.rfind(f, 0) == 0) fs::remove(e.path());
+    }
+    write_lines_atomic(metrics_path, st.metrics);
+    metrics.open(metrics_path, std::ios::app);
+    if (!metrics) fail("{}: cannot open for writing", metrics_path);
+  }
 
   auto checkpoint = [&]() {
+    if (!root) return;
     st.rng = (std::ostringstream() << rng).str();
     st.optimizer_steps = ps.optimizer_steps();
     st.params = ps.get_flat_host(-1);
@@ -222,6 +308,7 @@ int run_train(const TrainOptions& given) {
       std::shuffle(st.order.begin(), st.order.end(), rng);
     }
     const auto& order = st.order;
+    const long epoch_first_step = st.step;
     Progress bar(fmt::format("epoch {}/{}", epoch, o.epochs), static_cast<long>(order.size()),
                  "trees", stderr, false);
     if (!o.progress) bar.finish();
@@ -270,28 +357,27 @@ int run_train(const TrainOptions& given) {
         g.push_back(&data.train[order[j]].graph);
       // Each worker: forward and backward over its shard, gradients scaled
       // by 1/(global batch) so that their sum is the batch's gradient.
+      // Per local worker: loss, labelled roots, 1 if its gradient is not finite.
       auto shards = shard_batch(g, o.workers);
-      std::vector<double> losses(o.workers, 0.0);
-      std::vector<long> labels(o.workers, 0);
+      std::vector<std::vector<double>> part(local.size(), std::vector<double>(3, 0.0));
       const float scale = 1.0f / static_cast<float>(g.size());
-      on_workers(o.workers, o.threads, nullptr, [&](int r) {
-        auto& wm = *workers[r].model;
-        wm.params().zero_grads();
-        if (shards[r].empty()) return;
-        GraphBatch b = scheduler::make_batch(shards[r]);
-        losses[r] = wm.train_batch(b, scale);
-        for (int l : b.label) labels[r] += l >= 0;
+      tr->run_local([&](int k) {
+        auto& wps = workers[k].model->params();
+        wps.zero_grads();
+        const auto& shard = shards[local[k]];
+        if (shard.empty()) return;
+        GraphBatch b = scheduler::make_batch(shard);
+        part[k][0] = workers[k].model->train_batch(b, scale);
+        for (int l : b.label) part[k][1] += l >= 0;
+        // Before the exchange each worker holds its own shard's gradient: the
+        // sum is finite iff every worker's norm is.
+        part[k][2] = std::isfinite(part[k][0]) && !std::isfinite(wps.grad_norm());
       });
-      double loss = 0;
-      long batch_labels = 0;
-      for (int r = 0; r < o.workers; ++r) loss += losses[r], batch_labels += labels[r];
-      // Before the sync each worker holds its own shard's gradient: the sum
-      // is finite iff every worker's norm is.
-      double gnorm = loss;
-      for (size_t r = 0; r < workers.size() && std::isfinite(gnorm); ++r)
-        gnorm = workers[r].model->params().grad_norm();
+      const std::vector<double> sums = tr->sum(part, "gradient sync (losses)");
+      const double loss = sums[0];
+      const long batch_labels = std::llround(sums[1]);
       st.next = static_cast<long>(i + g.size());
-      if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+      if (!std::isfinite(loss) || sums[2] > 0) {
         std::string what = fmt::format(
             "step {} (epoch {}, batch of trees {}..{} in this epoch's order): non-finite {}",
             st.step + 1, epoch, i, i + g.size() - 1, std::isfinite(loss) ? "gradient" : "loss");
@@ -299,10 +385,14 @@ int run_train(const TrainOptions& given) {
           fail("{}; training stopped, last checkpoint: {}", what,
                fs::exists(checkpoint_path) ? checkpoint_path : std::string("none"));
         ++st.skipped;
-        fmt::print(stderr, "copse: warning: {}; batch skipped\n", what);
+        if (root) fmt::print(stderr, "copse: warning: {}; batch skipped\n", what);
         continue;
       }
-      on_workers(o.workers, o.threads, sync.get(), [&](int r) { workers[r].model->params().step(); });
+      tr->run_local([&](int k) {
+        auto& wps = workers[k].model->params();
+        maybe_inject_fault(fault, local[k], st.step + 1, wps);
+        wps.step();
+      });
       ++st.step;
       st.loss_sum += loss;
       st.labelled += batch_labels;
@@ -312,8 +402,21 @@ int run_train(const TrainOptions& given) {
       if (o.checkpoint_every > 0 && st.step % o.checkpoint_every == 0) checkpoint();
     }
     bar.finish();
-    EvalCounts dev = evaluate(model, dev_batches);
-    EvalCounts test = evaluate(model, test_batches);
+    // Under BSP every worker evaluates its share of the batches; the replicas
+    // must still be identical (a cheap check that the exchange works).
+    EvalCounts dev, test;
+    if (ssp) {
+      dev = evaluate(model, dev_batches);
+      test = evaluate(model, test_batches);
+    } else {
+      dev = evaluate_split(*tr, workers, dev_batches);
+      test = evaluate_split(*tr, workers, test_batches);
+      std::vector<std::uint64_t> h;
+      for (auto& w : workers) h.push_back(replica_hash(w.model->params()));
+      std::string bad = differing(tr->gather(h, "the replica check"));
+      if (!bad.empty())
+        fail("after epoch {}: the replicas of worker(s) {} differ from worker 0's", epoch, bad);
+    }
     nlohmann::json m;
     m["epoch"] = epoch;
     m["train_loss"] = st.loss_sum / std::max(1L, st.labelled);
@@ -326,6 +429,7 @@ int run_train(const TrainOptions& given) {
     m["peak_arena_bytes"] = model.arena().peak_bytes();
     m["skipped_batches"] = st.skipped;
     m["workers"] = o.workers;
+    m["steps"] = st.step - epoch_first_step;
     if (server) {
       m["staleness"] = o.staleness;
       m["ssp_waits"] = server->waits();
@@ -334,26 +438,25 @@ int run_train(const TrainOptions& given) {
       nlohmann::json h;
       for (auto [lead, n] : server->staleness_histogram()) h[std::to_string(lead)] = n;
       m["ssp_lead_histogram"] = h;
-    }
-    if (sync) {
-      double wait = 0;
-      long bytes = 0;
-      for (int r = 0; r < o.workers; ++r) {
-        wait += sync->stats(r).wait_s;
-        bytes += sync->stats(r).bytes;
-      }
-      m["sync_wait_s"] = wait / o.workers;  // mean per worker
-      m["sync_bytes"] = bytes;             // gradient bytes all workers contributed
-      sync->reset_stats();
+    } else {
+      SyncStats sync = tr->take_stats();
+      m["transport"] = tr->name();
+      m["sync_wait_s"] = sync.wait_s;  // mean per worker
+      m["sync_bytes"] = sync.bytes;    // gradient bytes all workers contributed
+      if (sync.sent_bytes >= 0) m["sync_sent_bytes"] = sync.sent_bytes;  // between processes
+      if (sync.exchange_s >= 0) m["sync_exchange_s"] = sync.exchange_s;  // mean per worker
     }
     m["wall_s"] = now_s() - t_start;
-    metrics << m.dump() << "\n";
-    metrics.flush();
+    if (root) {
+      metrics << m.dump() << "\n";
+      metrics.flush();
+    }
     st.metrics.push_back(m.dump());
     if (dev.fine() > st.best_dev) {
       st.best_dev = dev.fine();
       st.best_epoch = epoch;
-      save_model(model_path, model, vocab,
+      if (root)
+        save_model(model_path, model, vocab,
                  {{"copse.epoch", std::to_string(epoch)},
                   {"copse.seed", std::to_string(o.seed)},
                   {"copse.model", o.model}});

@@ -21,8 +21,14 @@ struct TrainOptions {
   int threads = 1;           // threads for the math, per worker
   std::string device = "cpu";  // cpu | cuda | auto (ops/device.h)
   bool tf32 = false;           // cuda: allow TF32 GEMMs
-  int workers = 1;           // data-parallel workers (threads)
+  int workers = 0;           // data-parallel workers; 0: 1 with threads, the MPI world size
+                             // with mpi/nccl
   int staleness = -1;        // -1: BSP (summed gradients); s >= 0: SSP with bound s
+  // How the workers exchange gradients (models/transport.h): "thread" (this
+  // process), "mpi" or "nccl" (one worker per MPI rank; MPI initialised by the
+  // caller). Not part of the run's identity: a checkpoint resumes under any.
+  std::string transport = "thread";
+  double sync_timeout = 60;  // seconds a worker waits for the others before failing
   std::uint64_t seed = 1;
   std::string out = "runs/latest";
   bool progress = true;

@@ -1,0 +1,28 @@
+// The NCCL transport of `copse train --transport nccl`: dense gradients
+// all-reduced on the GPUs, bootstrapped and helped (embedding rows) by MPI.
+// Host-only header; cuda/nccl_sync.cpp, or cuda/no_nccl.cpp without NCCL.
+#pragma once
+
+#include <memory>
+
+#include "memory/mpi_sync.h"
+#include "memory/param_store.h"
+
+namespace copse::cuda {
+
+// A GradSync for this rank of an MPI job on one GPU (device: this rank's
+// index among the ranks on its node, modulo the node's GPUs):
+//  - bootstrap: rank 0 makes the ncclUniqueId, `mpi` broadcasts it, every
+//    rank calls ncclCommInitRank;
+//  - dense gradients: ncclAllReduce (sum) of [0, dense_elements()). While the
+//    parameters live in host memory (the CPU backend) they are copied to a
+//    device buffer and back; with parameters on the device it is in place;
+//  - embedding rows: as touched rows through mpi.sync_sparse() (host);
+//  - every wait polls under mpi's deadline; past it the communicator is
+//    aborted and copse::Error says which rank gave up and when.
+// The sums are identical on every rank (NCCL's ring), not bit-equal to the
+// host transports' rank-order sums.
+// Throws copse::Error without NCCL in this build or without a usable GPU.
+std::unique_ptr<memory::GradSync<float>> make_nccl_grad_sync(memory::MpiGradSync<float>& mpi);
+
+}  // namespace copse::cuda

@@ -1,0 +1,203 @@
+// The transports of `copse train` (see transport.h): threads in one process,
+// or one MPI rank per worker (gradients over MPI or NCCL).
+#include "models/transport.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "memory/thread_sync.h"
+#include "models/train_util.h"
+#ifdef COPSE_HAVE_MPI
+#include "cuda/nccl_sync.h"
+#include "memory/mpi_sync.h"
+#endif
+
+namespace copse::models {
+
+namespace {
+
+std::chrono::milliseconds to_ms(double s) {
+  return std::chrono::milliseconds(static_cast<long>(std::llround(s * 1000.0)));
+}
+
+class ThreadTransport : public Transport {
+ public:
+  ThreadTransport(int workers, int threads, double timeout_s) : threads_(threads) {
+    workers_ = workers;
+    for (int r = 0; r < workers; ++r) local_.push_back(r);
+    if (workers > 1)
+      sync_ = std::make_unique<memory::ThreadGradSync<float>>(workers, to_ms(timeout_s));
+  }
+  std::string name() const override { return "thread"; }
+  void run_local(const std::function<void(int)>& fn) override {
+    on_workers(workers_, threads_, sync_.get(), fn);
+  }
+  memory::GradSync<float>* grad_sync(int i) override {
+    return sync_ ? sync_->endpoint(i) : nullptr;
+  }
+  std::vector<double> sum(const std::vector<std::vector<double>>& per_local,
+                          const std::string&) override {
+    std::vector<double> out(per_local.at(0).size(), 0.0);
+    for (const auto& v : per_local)
+      for (size_t j = 0; j < out.size(); ++j) out[j] += v.at(j);
+    return out;
+  }
+  std::vector<std::uint64_t> gather(const std::vector<std::uint64_t>& per_local,
+                                    const std::string&) override {
+    return per_local;
+  }
+  SyncStats take_stats() override {
+    SyncStats s;
+    if (!sync_) return s;
+    for (int r = 0; r < workers_; ++r) {
+      s.wait_s += sync_->stats(r).wait_s;
+      s.bytes += sync_->stats(r).bytes;
+    }
+    s.wait_s /= workers_;
+    sync_->reset_stats();
+    return s;
+  }
+
+ private:
+  int threads_;
+  std::unique_ptr<memory::ThreadGradSync<float>> sync_;
+};
+
+#ifdef COPSE_HAVE_MPI
+class MpiTransport : public Transport {
+ public:
+  MpiTransport(const std::string& kind, int workers, double timeout_s)
+      : kind_(kind), mpi_(to_ms(timeout_s)) {
+    workers_ = mpi_.size();
+    local_ = {mpi_.rank()};
+    if (workers > 0 && workers != workers_)
+      fail(
+          "--workers {} disagrees with the {} MPI rank(s): with --transport {} every rank is one "
+          "worker (leave --workers out, or match mpirun -np)",
+          workers, workers_, kind);
+    if (kind == "nccl") nccl_ = cuda::make_nccl_grad_sync(mpi_);
+  }
+  std::string name() const override { return kind_; }
+  void run_local(const std::function<void(int)>& fn) override { fn(0); }
+  memory::GradSync<float>* grad_sync(int) override {
+    return nccl_ ? nccl_.get() : static_cast<memory::GradSync<float>*>(&mpi_);
+  }
+  std::vector<double> sum(const std::vector<std::vector<double>>& per_local,
+                          const std::string& what) override {
+    return mpi_.sum(per_local.at(0), what);
+  }
+  std::vector<std::uint64_t> gather(const std::vector<std::uint64_t>& per_local,
+                                    const std::string& what) override {
+    return mpi_.allgather(per_local.at(0), what);
+  }
+  SyncStats take_stats() override {
+    memory::MpiSyncStats m = mpi_.stats();
+    mpi_.reset_stats();
+    auto all = mpi_.sum({m.wait_s, double(m.bytes), double(m.sent_bytes), m.exchange_s},
+                        "the statistics");
+    SyncStats s;
+    s.wait_s = all[0] / workers_;
+    s.exchange_s = all[3] / workers_;
+    s.bytes = std::llround(all[1]);
+    s.sent_bytes = std::llround(all[2]);
+    return s;
+  }
+
+ private:
+  std::string kind_;
+  memory::MpiGradSync<float> mpi_;
+  std::unique_ptr<memory::GradSync<float>> nccl_;
+};
+#endif
+
+}  // namespace
+
+std::unique_ptr<Transport> make_transport(const std::string& kind, int workers, int threads,
+                                          double timeout_s) {
+  if (!(timeout_s > 0) || !std::isfinite(timeout_s))
+    fail("--sync-timeout must be a positive number of seconds, got {}", timeout_s);
+  if (kind == "thread") {
+    // Under mpirun every rank would train alone and write the same files.
+    for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
+      const char* n = std::getenv(var);
+      if (n && std::atoi(n) > 1)
+        fail("this is one of {} MPI ranks ({}), but --transport is thread: pass --transport mpi",
+             n, var);
+    }
+    if (workers == 0) workers = 1;
+    if (workers < 1 || workers > 64) fail("--workers must be in [1, 64], got {}", workers);
+    return std::make_unique<ThreadTransport>(workers, threads, timeout_s);
+  }
+  if (kind == "mpi" || kind == "nccl") {
+#ifdef COPSE_HAVE_MPI
+    if (workers < 0) fail("--workers must be positive, got {}", workers);
+    return std::make_unique<MpiTransport>(kind, workers, timeout_s);
+#else
+    fail("--transport {}: this copse was built without MPI (install libopenmpi-dev and rebuild)",
+         kind);
+#endif
+  }
+  fail("--transport must be thread, mpi or nccl, got '{}'", kind);
+}
+
+TestFault test_fault_from_env(const std::string& transport) {
+  TestFault f;
+  const char* env = std::getenv("COPSE_TEST_FAULT");
+  if (!env || !*env) return f;
+  if (transport == "thread") fail("COPSE_TEST_FAULT needs --transport mpi or nccl");
+  std::vector<std::string> parts;
+  std::istringstream in(env);
+  for (std::string part; std::getline(in, part, ':');) parts.push_back(part);
+  char* end = nullptr;
+  if (parts.size() == 3) {
+    f.worker = static_cast<int>(std::strtol(parts[1].c_str(), &end, 10));
+    if (*end == 0 && !parts[1].empty()) f.step = std::strtol(parts[2].c_str(), &end, 10);
+  }
+  if (parts.size() != 3 || *end != 0 || parts[2].empty() || f.worker < 0 || f.step < 1)
+    fail("COPSE_TEST_FAULT='{}': expected KIND:WORKER:STEP", env);
+  const std::string& kind = parts[0];
+  if (kind == "kill")
+    f.kind = TestFault::Kill;
+  else if (kind == "hang")
+    f.kind = TestFault::Hang;
+  else if (kind == "perturb")
+    f.kind = TestFault::Perturb;
+  else
+    fail("COPSE_TEST_FAULT='{}': KIND must be kill, hang or perturb", env);
+  return f;
+}
+
+void maybe_inject_fault(const TestFault& f, int worker, long step, memory::ParamStore<float>& ps) {
+  if (f.kind == TestFault::None || f.worker != worker || f.step != step) return;
+  std::fprintf(stderr, "copse: test fault: worker %d, step %ld: %s\n", worker, step,
+               f.kind == TestFault::Kill   ? "kill"
+               : f.kind == TestFault::Hang ? "hang"
+                                           : "perturb");
+  std::fflush(stderr);
+  switch (f.kind) {
+    case TestFault::Kill:
+      std::raise(SIGKILL);
+      break;
+    case TestFault::Hang:
+      // Stops answering; ends by itself after a while so that no test leaves
+      // a stray process behind.
+      std::this_thread::sleep_for(std::chrono::seconds(300));
+      std::raise(SIGKILL);
+      break;
+    case TestFault::Perturb:
+      ps.params_flat()[0] += 1e-3f;
+      break;
+    case TestFault::None:
+      break;
+  }
+}
+
+}  // namespace copse::models

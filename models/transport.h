@@ -1,0 +1,79 @@
+// How the workers of a bulk-synchronous `copse train` run exchange gradients
+// and per-step sums (`--transport thread|mpi|nccl`).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "memory/param_store.h"
+
+namespace copse::models {
+
+struct SyncStats {
+  double wait_s = 0;     // mean per worker: time blocked waiting for the others (and, across
+                         // processes, moving the data)
+  long bytes = 0;        // gradient bytes all workers contributed (dense + touched rows)
+  long sent_bytes = -1;  // bytes sent between processes, all ranks (-1: workers share memory)
+  double exchange_s = -1;  // mean per worker: time in the gradient exchange itself (-1: not
+                           // measured, threads)
+};
+
+// W workers, numbered 0..W-1; this process runs some of them (all with
+// threads, one with mpi/nccl). Under BSP all replicas hold the same bits.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual std::string name() const = 0;
+  int workers() const { return workers_; }
+  // The workers this process runs, ascending.
+  const std::vector<int>& local_workers() const { return local_; }
+  // The process running worker 0 prints and writes the outputs.
+  bool root() const { return local_.front() == 0; }
+
+  // Runs fn(i) for every local worker i (an index into local_workers()), in
+  // threads when there are several. The first error is rethrown once all have
+  // finished; a failing worker aborts the exchange so the others never wait.
+  virtual void run_local(const std::function<void(int)>& fn) = 0;
+  // The gradient exchange for local worker i (nullptr with one worker).
+  virtual memory::GradSync<float>* grad_sync(int i) = 0;
+  // Element-wise sums over all W workers in worker order, the same bits in
+  // every process; per_local[i] is local worker i's vector.
+  virtual std::vector<double> sum(const std::vector<std::vector<double>>& per_local,
+                                  const std::string& what) = 0;
+  // Every worker's value, in worker order (e.g. hashes of the replicas).
+  virtual std::vector<std::uint64_t> gather(const std::vector<std::uint64_t>& per_local,
+                                            const std::string& what) = 0;
+  // Statistics over all workers since the last call (collective).
+  virtual SyncStats take_stats() = 0;
+
+ protected:
+  int workers_ = 1;
+  std::vector<int> local_;
+};
+
+// "thread": `workers` threads in this process (timeout: a worker that does
+// not reach a sync in time fails the others). "mpi" / "nccl": this process is
+// one rank of an MPI job (MPI already initialised), W = the world size;
+// `workers` > 0 must equal it. Throws copse::Error for an unknown kind, a
+// build without MPI or NCCL, or no GPU for nccl.
+std::unique_ptr<Transport> make_transport(const std::string& kind, int workers, int threads,
+                                          double timeout_s);
+
+// Test hook for the failure tests: COPSE_TEST_FAULT=KIND:WORKER:STEP makes
+// local worker WORKER, before the gradient exchange of optimizer step STEP,
+// kill itself (kill: SIGKILL), stop answering (hang: sleeps), or nudge one of
+// its parameters so its replica diverges (perturb). Only for mpi/nccl, where
+// a worker is a process.
+struct TestFault {
+  enum Kind { None, Kill, Hang, Perturb } kind = None;
+  int worker = -1;
+  long step = -1;
+};
+TestFault test_fault_from_env(const std::string& transport);
+// Acts on `f` if it is due for this worker and step.
+void maybe_inject_fault(const TestFault& f, int worker, long step, memory::ParamStore<float>& ps);
+
+}  // namespace copse::models
