@@ -79,27 +79,6 @@ std::vector<float> random_vec(std::size_t n, std::uint32_t seed, float lo = -1.f
   return ::testing::AssertionSuccess() << what << ": relative error " << rel;
 }
 
-// A device copy of host data that frees itself.
-struct DevBuf {
-  ops::Backend<float>& be;
-  std::size_t bytes;
-  void* p;
-  DevBuf(ops::Backend<float>& b, const void* host, std::size_t n)
-      : be(b), bytes(std::max<std::size_t>(n, 4)), p(b.allocate(bytes)) {
-    if (n) be.upload(p, host, n);
-  }
-  ~DevBuf() { be.deallocate(p, bytes); }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  float* f() { return static_cast<float*>(p); }
-  int* i() { return static_cast<int*>(p); }
-};
-DevBuf dev(ops::Backend<float>& be, const Vec& v) {
-  return DevBuf(be, v.data(), v.size() * sizeof(float));
-}
-DevBuf dev(ops::Backend<float>& be, const std::vector<int>& v) {
-  return DevBuf(be, v.data(), v.size() * sizeof(int));
-}
 Vec host(ops::Backend<float>& be, const float* p, std::size_t n) {
   Vec v(n);
   be.download(v.data(), p, n * sizeof(float));
@@ -222,6 +201,28 @@ TEST(Cuda, BuiltWithoutCuda) {
 }
 
 #else
+
+// A device copy of host data that frees itself.
+struct DevBuf {
+  ops::Backend<float>& be;
+  std::size_t bytes;
+  void* p;
+  DevBuf(ops::Backend<float>& b, const void* host, std::size_t n)
+      : be(b), bytes(std::max<std::size_t>(n, 4)), p(b.allocate(bytes)) {
+    if (n) be.upload(p, host, n);
+  }
+  ~DevBuf() { be.deallocate(p, bytes); }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  float* f() { return static_cast<float*>(p); }
+  int* i() { return static_cast<int*>(p); }
+};
+DevBuf dev(ops::Backend<float>& be, const Vec& v) {
+  return DevBuf(be, v.data(), v.size() * sizeof(float));
+}
+DevBuf dev(ops::Backend<float>& be, const std::vector<int>& v) {
+  return DevBuf(be, v.data(), v.size() * sizeof(int));
+}
 
 #define COPSE_REQUIRE_GPU()                                                      \
   do {                                                                           \
