@@ -615,39 +615,40 @@ void CudaBackend::scale_listed_rows(int n_rows, const int* rows, int width, floa
 
 namespace {
 
-kernels::OptimizerParams optimizer_params(const ops::OptimizerArgs& a) {
+kernels::OptimizerParams optimizer_params(const memory::OptimizerConfig& c, long t) {
   kernels::OptimizerParams p{};
-  p.kind = a.kind == ops::OptimizerArgs::Sgd ? 0 : a.kind == ops::OptimizerArgs::Adagrad ? 1 : 2;
-  p.lr = static_cast<float>(a.lr);
-  p.momentum = static_cast<float>(a.momentum);
-  p.beta1 = static_cast<float>(a.beta1);
-  p.beta2 = static_cast<float>(a.beta2);
-  p.eps = static_cast<float>(a.eps);
-  p.l2 = static_cast<float>(a.l2);
-  // As ops/optimizer_cpu.cpp: the corrections in T from pow in double.
-  p.c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(p.beta1), a.t)));
-  p.c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(p.beta2), a.t)));
+  using K = memory::OptimizerConfig;
+  p.kind = c.kind == K::Sgd ? 0 : c.kind == K::Adagrad ? 1 : 2;
+  p.lr = c.lr;
+  p.momentum = c.momentum;
+  p.beta1 = c.beta1;
+  p.beta2 = c.beta2;
+  p.eps = c.eps;
+  p.l2 = c.l2;
+  // As ops/optimizer_cpu.cpp: the corrections in float from pow in double.
+  p.c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(p.beta1), t)));
+  p.c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(p.beta2), t)));
   return p;
 }
 
 }  // namespace
 
-void CudaBackend::optimizer_update(const ops::OptimizerArgs& args, std::size_t n, float* p,
-                                   const float* g, float* s0, float* s1) {
+void CudaBackend::optimizer_update(const memory::OptimizerConfig& cfg, long t, std::size_t n,
+                                   float* p, const float* g, float* s0, float* s1) {
   if (n == 0) return;
   impl_->launched(
-      kernels::optimizer_update(impl_->compute, optimizer_params(args), n, p, g, s0, s1),
+      kernels::optimizer_update(impl_->compute, optimizer_params(cfg, t), n, p, g, s0, s1),
       "optimizer_update");
 }
 
-void CudaBackend::optimizer_update_rows(const ops::OptimizerArgs& args, int n_rows,
+void CudaBackend::optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
                                         const int* rows, int width, float* p, const float* g,
                                         float* s0, float* s1) {
   if (n_rows <= 0 || width <= 0) return;
   Impl& m = *impl_;
   int* d = m.upload_rows(*this, rows, n_rows);
-  m.launched(kernels::optimizer_update_rows(m.compute, optimizer_params(args), n_rows, d, width,
-                                            p, g, s0, s1),
+  m.launched(kernels::optimizer_update_rows(m.compute, optimizer_params(cfg, t), n_rows, d,
+                                            width, p, g, s0, s1),
              "optimizer_update_rows");
 }
 

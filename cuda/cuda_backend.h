@@ -101,10 +101,11 @@ class CudaBackend final : public ops::Backend<float> {
   double sum_squares_listed_rows(int n_rows, const int* rows, int width,
                                  const float* base) override;
   void scale_listed_rows(int n_rows, const int* rows, int width, float s, float* base) override;
-  void optimizer_update(const ops::OptimizerArgs& args, std::size_t n, float* p, const float* g,
-                        float* s0, float* s1) override;
-  void optimizer_update_rows(const ops::OptimizerArgs& args, int n_rows, const int* rows,
-                             int width, float* p, const float* g, float* s0, float* s1) override;
+  void optimizer_update(const memory::OptimizerConfig& cfg, long t, std::size_t n, float* p,
+                        const float* g, float* s0, float* s1) override;
+  void optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                             const int* rows, int width, float* p, const float* g, float* s0,
+                             float* s1) override;
 
   void sync() override;
 

@@ -397,26 +397,14 @@ void ParamStore<T>::step() {
     if (norm > cfg_.clip_norm) scale_grads(static_cast<T>(cfg_.clip_norm / norm));
   }
   ++optimizer_steps_;
-  ops::OptimizerArgs args;
-  switch (cfg_.kind) {
-    case OptimizerConfig::Sgd: args.kind = ops::OptimizerArgs::Sgd; break;
-    case OptimizerConfig::Adagrad: args.kind = ops::OptimizerArgs::Adagrad; break;
-    case OptimizerConfig::Adam: args.kind = ops::OptimizerArgs::Adam; break;
-  }
-  args.lr = cfg_.lr;
-  args.l2 = cfg_.l2;
-  args.eps = cfg_.eps;
-  args.momentum = cfg_.momentum;
-  args.beta1 = cfg_.beta1;
-  args.beta2 = cfg_.beta2;
-  args.t = optimizer_steps_;
+  const long t = optimizer_steps_;
   T* s0 = state_;
   T* s1 = state_slots_ > 1 ? state_ + total_ : nullptr;
-  backend_.optimizer_update(args, dense_, params_, grads_, s0, s1);
+  backend_.optimizer_update(cfg_, t, dense_, params_, grads_, s0, s1);
   for (int i : sparse_ids_) {
     const std::vector<int>& rows = touched_rows(i);
     const std::size_t o = offset_[i];
-    backend_.optimizer_update_rows(args, static_cast<int>(rows.size()), rows.data(), row_width(i),
+    backend_.optimizer_update_rows(cfg_, t, static_cast<int>(rows.size()), rows.data(), row_width(i),
                                    params_ + o, grads_ + o, s0 ? s0 + o : nullptr,
                                    s1 ? s1 + o : nullptr);
     SparseRows& sr = sparse_[i];

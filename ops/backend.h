@@ -10,17 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "memory/optimizer.h"
 #include "ops/fused_program.h"
 
 namespace copse::ops {
-
-// One optimizer update (the math is in ops/optimizer_cpu.h): which rule, its
-// hyper-parameters and Adam's step t >= 1.
-struct OptimizerArgs {
-  enum Kind { Sgd, Adagrad, Adam } kind = Sgd;
-  double lr = 0, momentum = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, l2 = 0;
-  long t = 1;
-};
 
 // One row gather (dst[i] = src[idx[i]]) or scatter-add (dst[idx[i]] += src[i])
 // of a batch of them; see Backend::gather_rows_batched.
@@ -127,15 +120,17 @@ class Backend {
   virtual double sum_squares_listed_rows(int n_rows, const int* rows, int width, const T* base);
   virtual void scale_listed_rows(int n_rows, const int* rows, int width, T s, T* base);
 
-  // Optimizer updates of ops/optimizer_cpu.h: dense over p[0:n], or over the
-  // listed rows (host memory, distinct) of [*, width] matrices. s0/s1 are the
+  // Optimizer updates of ops/optimizer_cpu.h with the rule and hyper-parameters
+  // of `cfg` (clip_norm is the store's business) at Adam's step t >= 1: dense
+  // over p[0:n], or over the listed rows (host memory, distinct) of [*, width]
+  // matrices. s0/s1 are the
   // state slots the rule uses (SGD with momentum: s0 = v; Adagrad: s0 = h;
   // Adam: s0 = m, s1 = v), null otherwise. The defaults run the host kernels
   // and so need host_accessible(); other backends override them.
-  virtual void optimizer_update(const OptimizerArgs& args, std::size_t n, T* p, const T* g,
-                                T* s0, T* s1);
-  virtual void optimizer_update_rows(const OptimizerArgs& args, int n_rows, const int* rows,
-                                     int width, T* p, const T* g, T* s0, T* s1);
+  virtual void optimizer_update(const memory::OptimizerConfig& cfg, long t, std::size_t n, T* p,
+                                const T* g, T* s0, T* s1);
+  virtual void optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                                     const int* rows, int width, T* p, const T* g, T* s0, T* s1);
 
   // Waits for queued work (no-op on the CPU).
   virtual void sync() {}

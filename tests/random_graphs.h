@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -108,6 +109,21 @@ inline scheduler::Graph random_dag(int n, int max_children, std::mt19937& rng, i
     g.add_vertex(kids, random_input(rng, vocab, 0.1));
   }
   return shuffled(g, rng);
+}
+
+// Chains (sequences) of the given lengths; each vertex carries a random word,
+// or none with probability p_none.
+inline std::vector<scheduler::Graph> random_chains(std::uint32_t seed,
+                                                   const std::vector<int>& lengths, int vocab,
+                                                   double p_none = 0.05) {
+  std::mt19937 rng(seed);
+  std::vector<scheduler::Graph> graphs;
+  for (int n : lengths) {
+    std::vector<int> in(n);
+    for (int& x : in) x = random_input(rng, vocab, p_none);
+    graphs.push_back(scheduler::make_chain(n, in));
+  }
+  return graphs;
 }
 
 // A graph of one vertex.

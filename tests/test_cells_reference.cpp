@@ -228,14 +228,7 @@ std::vector<Graph> binary_trees(std::uint32_t seed) {
 }
 
 std::vector<Graph> chains(std::uint32_t seed, const std::vector<int>& lengths) {
-  std::mt19937 rng(seed);
-  std::vector<Graph> graphs;
-  for (int n : lengths) {
-    std::vector<int> in(n);
-    for (int& x : in) x = random_input(rng, kVocab, 0.05);
-    graphs.push_back(scheduler::make_chain(n, in));
-  }
-  return graphs;
+  return random_chains(seed, lengths, kVocab);
 }
 
 // ---------------------------------------------------------------------------

@@ -137,11 +137,7 @@ std::vector<scheduler::Graph> graphs_for(const std::string& cell, int vocab) {
   std::mt19937 rng(1234);
   std::vector<scheduler::Graph> g;
   if (cell == "lstm" || cell == "gru" || cell == "lstm2") {
-    for (int n : {1, 7, 30, 2, 64, 13}) {
-      std::vector<int> in(n);
-      for (int& x : in) x = std::uniform_int_distribution<int>(0, vocab - 1)(rng);
-      g.push_back(scheduler::make_chain(n, in));
-    }
+    g = reftest::random_chains(1234, {1, 7, 30, 2, 64, 13}, vocab, 0.0);
   } else if (cell == "tree-lstm" || cell == "tree-gru") {
     for (int leaves : {1, 2, 9, 25, 60}) g.push_back(reftest::random_binary_tree(leaves, rng, vocab, false));
   } else {
@@ -464,29 +460,30 @@ TEST(CudaBackend, OptimizerUpdatesMatchCpu) {
   const std::size_t n = 4099;
   const int width = 16;
   std::vector<int> rows = {2, 40, 7, 100};
-  for (auto kind : {ops::OptimizerArgs::Sgd, ops::OptimizerArgs::Adagrad, ops::OptimizerArgs::Adam})
-    for (double mom : {0.0, 0.9}) {
-      if (kind != ops::OptimizerArgs::Sgd && mom > 0) continue;
-      ops::OptimizerArgs a;
+  using K = memory::OptimizerConfig;
+  for (auto kind : {K::Sgd, K::Adagrad, K::Adam})
+    for (float mom : {0.f, 0.9f}) {
+      if (kind != K::Sgd && mom > 0) continue;
+      K a;
       a.kind = kind;
-      a.lr = 0.05;
+      a.lr = 0.05f;
       a.momentum = mom;
-      a.l2 = 1e-3;
+      a.l2 = 1e-3f;
       Vec p = random_vec(n, 19), s0(n, 0.f), s1(n, 0.f);
       DevBuf dp = dev(b.gpu, p), ds0 = dev(b.gpu, s0), ds1 = dev(b.gpu, s1);
       for (long t = 1; t <= 3; ++t) {
-        a.t = t;
         Vec g = random_vec(n, 20 + t);
         DevBuf dg = dev(b.gpu, g);
-        const bool uses_s0 = kind != ops::OptimizerArgs::Sgd || mom > 0;
+        const bool uses_s0 = kind != K::Sgd || mom > 0;
         float* c0 = uses_s0 ? s0.data() : nullptr;
-        float* c1 = kind == ops::OptimizerArgs::Adam ? s1.data() : nullptr;
-        b.cpu.optimizer_update(a, 2000, p.data(), g.data(), c0, c1);
-        b.gpu.optimizer_update(a, 2000, dp.f(), dg.f(), uses_s0 ? ds0.f() : nullptr,
+        float* c1 = kind == K::Adam ? s1.data() : nullptr;
+        b.cpu.optimizer_update(a, t, 2000, p.data(), g.data(), c0, c1);
+        b.gpu.optimizer_update(a, t, 2000, dp.f(), dg.f(), uses_s0 ? ds0.f() : nullptr,
                                c1 ? ds1.f() : nullptr);
-        b.cpu.optimizer_update_rows(a, 4, rows.data(), width, p.data() + 2048, g.data() + 2048,
-                                    c0 ? c0 + 2048 : nullptr, c1 ? c1 + 2048 : nullptr);
-        b.gpu.optimizer_update_rows(a, 4, rows.data(), width, dp.f() + 2048, dg.f() + 2048,
+        b.cpu.optimizer_update_rows(a, t, 4, rows.data(), width, p.data() + 2048,
+                                    g.data() + 2048, c0 ? c0 + 2048 : nullptr,
+                                    c1 ? c1 + 2048 : nullptr);
+        b.gpu.optimizer_update_rows(a, t, 4, rows.data(), width, dp.f() + 2048, dg.f() + 2048,
                                     uses_s0 ? ds0.f() + 2048 : nullptr,
                                     c1 ? ds1.f() + 2048 : nullptr);
       }

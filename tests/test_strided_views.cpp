@@ -85,14 +85,7 @@ Model cell(const std::string& name, int hidden = 4) {
 }
 
 std::vector<Graph> chains(std::uint32_t seed, const std::vector<int>& lengths) {
-  std::mt19937 rng(seed);
-  std::vector<Graph> graphs;
-  for (int n : lengths) {
-    std::vector<int> in(n);
-    for (int& x : in) x = random_input(rng, kVocab, 0.05);
-    graphs.push_back(scheduler::make_chain(n, in));
-  }
-  return graphs;
+  return random_chains(seed, lengths, kVocab);
 }
 
 // Lengths 1..50 in a random order.

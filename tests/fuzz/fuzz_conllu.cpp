@@ -14,20 +14,14 @@
 
 #include "models/conllu_reader.h"
 #include "models/sequence_reader.h"
+#include "tests/fuzz/fuzz_checks.h"
 #include "tests/fuzz/fuzz_input_file.h"
 
 namespace {
 
 using copse::models::LabeledTree;
 
-bool validates(const copse::scheduler::Graph& g) {
-  try {
-    g.validate();
-    return true;
-  } catch (const copse::Error&) {
-    return false;
-  }
-}
+using copse::fuzz::validates;
 
 void check_tree(const LabeledTree& t, int num_labels, bool sick) {
   const auto& g = t.graph;
@@ -60,12 +54,7 @@ void check_tree(const LabeledTree& t, int num_labels, bool sick) {
 void check_trees(std::vector<LabeledTree> trees, int num_labels, bool sick) {
   COPSE_FUZZ_CHECK(!trees.empty());
   for (const auto& t : trees) check_tree(t, num_labels, sick);
-  const auto vocab = copse::models::build_vocab_all_tokens(trees);
-  for (auto& t : trees) {
-    copse::models::assign_all_inputs(vocab, t);
-    for (int v = 0; v < t.num_vertices(); ++v)
-      COPSE_FUZZ_CHECK(t.graph.input[v] >= 0 && t.graph.input[v] < vocab.size());
-  }
+  copse::fuzz::check_all_inputs_assignable(trees);
 }
 
 }  // namespace

@@ -14,20 +14,14 @@
 
 #include "models/graph_json.h"
 #include "scheduler/graph_batch.h"
+#include "tests/fuzz/fuzz_checks.h"
 #include "tests/fuzz/fuzz_input_file.h"
 
 namespace {
 
 using copse::models::FeatureGraph;
 
-bool validates(const copse::scheduler::Graph& g) {
-  try {
-    g.validate();
-    return true;
-  } catch (const copse::Error&) {
-    return false;
-  }
-}
+using copse::fuzz::validates;
 
 void check_graph(const FeatureGraph& fg) {
   const auto& g = fg.graph;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "models/sequence_reader.h"
+#include "tests/fuzz/fuzz_checks.h"
 #include "tests/fuzz/fuzz_input_file.h"
 
 namespace {
@@ -40,12 +41,7 @@ void check_chain(const LabeledTree& t, int num_labels) {
 void check_chains(std::vector<LabeledTree> chains, int num_labels) {
   COPSE_FUZZ_CHECK(!chains.empty());
   for (const auto& t : chains) check_chain(t, num_labels);
-  const auto vocab = copse::models::build_vocab_all_tokens(chains);
-  for (auto& t : chains) {
-    copse::models::assign_all_inputs(vocab, t);
-    for (int v = 0; v < t.num_vertices(); ++v)
-      COPSE_FUZZ_CHECK(t.graph.input[v] >= 0 && t.graph.input[v] < vocab.size());
-  }
+  copse::fuzz::check_all_inputs_assignable(chains);
 }
 
 }  // namespace
