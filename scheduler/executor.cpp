@@ -56,6 +56,89 @@ Executor<T>::Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend,
       if (plan_.values[v].base == base) view_of_value_[v] = vi;
   }
   level_view_.resize(view_steps_.size());
+  find_dedup_pulls();
+}
+
+// A pull qualifies for the distinct-input path when every node reading it is
+// a linear whose GEMM part over it is hoisted, reads this pull alone and is
+// the node's first part (it writes every row of the output; later parts, on
+// the levels, add to it), and the pull is neither pushed nor scattered.
+template <typename T>
+void Executor<T>::find_dedup_pulls() {
+  const auto& fn = plan_.fn;
+  dedup_pull_.assign(fn.pulls.size(), 0);
+  dedup_pull_of_step_.assign(plan_.steps.size(), -1);
+  dedup_x_.assign(fn.pulls.size(), nullptr);
+  dedup_dx_.assign(fn.pulls.size(), nullptr);
+  dedup_dx_set_.assign(fn.pulls.size(), 0);
+  dedup_dm_.assign(plan_.steps.size(), nullptr);
+  if (!opts_.dedup_pulls) return;
+  for (size_t pi = 0; pi < fn.pulls.size(); ++pi) {
+    const int P = fn.pulls[pi].node;
+    bool ok = plan_.node_value[P] >= 0;
+    for (const auto& o : fn.outputs) ok = ok && o.value != P;
+    for (const auto& st : fn.states) ok = ok && st.value != P;
+    std::vector<int> steps;
+    for (int n = P + 1; ok && n < num_nodes_; ++n) {
+      const auto& nd = fn.nodes[n];
+      if (std::find(nd.in.begin(), nd.in.end(), P) == nd.in.end()) continue;
+      int found = -1, count = 0;
+      for (size_t k = 0; k < plan_.steps.size(); ++k) {
+        const Step& s = plan_.steps[k];
+        if (s.kind != StepKind::MatMul) continue;
+        if (std::find(s.part_inputs.begin(), s.part_inputs.end(), P) == s.part_inputs.end()) continue;
+        if (s.node == n || std::find(s.mm_nodes.begin(), s.mm_nodes.end(), n) != s.mm_nodes.end()) {
+          ++count;
+          found = static_cast<int>(k);
+        }
+      }
+      ok = nd.op == Op::MatMul && count == 1;
+      if (!ok) break;
+      const Step& s = plan_.steps[found];
+      ok = s.phase == Phase::Hoisted && s.domain == Domain::Vertex && s.first_part &&
+           s.part_inputs.size() == 1 && s.part_inputs[0] == P;
+      if (ok && std::find(steps.begin(), steps.end(), found) == steps.end()) steps.push_back(found);
+    }
+    if (!ok || steps.empty()) continue;
+    dedup_pull_[pi] = 1;
+    for (int k : steps) dedup_pull_of_step_[k] = static_cast<int>(pi);
+  }
+}
+
+// The batch's distinct input ids (first-appearance order) and each row's
+// position among them; the path is taken when they save at least 10% of the
+// pulled rows.
+template <typename T>
+void Executor<T>::prepare_dedup(const GraphBatch& b) {
+  dedup_on_ = false;
+  dedup_u_ = 0;
+  if (std::find(dedup_pull_.begin(), dedup_pull_.end(), 1) == dedup_pull_.end()) return;
+  int rows = 0;
+  for (const auto& p : pulls_) rows = std::max(rows, p.rows);
+  if (dedup_stamp_.size() < static_cast<size_t>(rows)) dedup_stamp_.resize(rows, 0);
+  const int N = b.num_rows;
+  dedup_ids_.clear();
+  dedup_pos_.assign(N, -1);
+  long pulled = 0;
+  for (int r = 0; r < N; ++r) {
+    const int id = b.input[r];  // check_inputs: -1 or a row of every table
+    if (id < 0) continue;
+    ++pulled;
+    int& st = dedup_stamp_[id];
+    if (st == 0) {
+      dedup_ids_.push_back(id);
+      st = static_cast<int>(dedup_ids_.size());
+    }
+    dedup_pos_[r] = st - 1;
+  }
+  for (int id : dedup_ids_) dedup_stamp_[id] = 0;
+  const long u = static_cast<long>(dedup_ids_.size());
+  if (pulled == 0 || u * 10 > pulled * 9) return;
+  dedup_on_ = true;
+  dedup_u_ = static_cast<int>(u);
+  std::fill(dedup_dx_set_.begin(), dedup_dx_set_.end(), 0);
+  stats_.dedup_rows += pulled;
+  stats_.dedup_ids += u;
 }
 
 template <typename T>
@@ -112,7 +195,11 @@ template <typename T>
 void Executor<T>::prepare_index(const GraphBatch& b) {
   const int N = b.num_rows, E = b.num_edges, S = plan_.fn.child_slots;
   dix_.slot.assign(S, nullptr);
+  const int U = dedup_on_ ? dedup_u_ : 0;
+  const int NP = dedup_on_ ? N : 0;
   if (be_.host_accessible()) {
+    dix_.dedup_ids = dedup_on_ ? dedup_ids_.data() : nullptr;
+    dix_.dedup_pos = dedup_on_ ? dedup_pos_.data() : nullptr;
     dix_.input = b.input.data();
     dix_.label = b.label.data();
     dix_.edge_child = b.edge_child.data();
@@ -123,7 +210,7 @@ void Executor<T>::prepare_index(const GraphBatch& b) {
     return;
   }
   const std::size_t n_int = 2 * static_cast<std::size_t>(N) + 2 * static_cast<std::size_t>(E) +
-                            (N + 1) + static_cast<std::size_t>(S) * N;
+                            (N + 1) + static_cast<std::size_t>(S) * N + U + NP;
   const std::size_t scale_bytes = sizeof(T) * E;
   const std::size_t bytes = scale_bytes + sizeof(int) * n_int;
   index_pack_.resize(bytes);
@@ -145,6 +232,9 @@ void Executor<T>::prepare_index(const GraphBatch& b) {
   dix_.child_ptr = reinterpret_cast<const int*>(put(b.child_ptr.data(), sizeof(int) * (N + 1)));
   for (int k = 0; k < S; ++k)
     dix_.slot[k] = reinterpret_cast<const int*>(put(slot_idx_[k].data(), sizeof(int) * N));
+  dix_.dedup_ids = reinterpret_cast<const int*>(put(dedup_ids_.data(), sizeof(int) * U));
+  dix_.dedup_pos = reinterpret_cast<const int*>(put(dedup_pos_.data(), sizeof(int) * NP));
+  if (!dedup_on_) dix_.dedup_ids = dix_.dedup_pos = nullptr;
   COPSE_ASSERT(at == bytes);
   be_.upload_async(dev, h, bytes);
   ++stats_.uploads;
@@ -330,6 +420,7 @@ void Executor<T>::forward(const GraphBatch& batch) {
     int deg = batch.child_ptr[r + 1] - batch.child_ptr[r];
     for (int e = batch.child_ptr[r]; e < batch.child_ptr[r + 1]; ++e) edge_scale_[e] = T(1) / deg;
   }
+  prepare_dedup(batch);
   prepare_index(batch);
   compute_zero_levels();
   packed_w_.assign(plan_.steps.size(), nullptr);
@@ -357,6 +448,8 @@ void Executor<T>::forward(const GraphBatch& batch) {
 
   if (opts_.training) {
     for (int v : plan_.zero_fill_values) {
+      const int pi = pull_of_node_[plan_.values[v].node];
+      if (dedup_on_ && pi >= 0 && dedup_pull_[pi]) continue;  // never read: see Pull
       if (view_of_value_[v] >= 0) {
         fill_grad_outside_views(v);
         continue;
@@ -412,9 +505,17 @@ void Executor<T>::forward_step(const Step& s, int level) {
   if (n == 0) return;
   switch (s.kind) {
     case StepKind::Pull: {
-      const PullBinding& p = pulls_[pull_of_node_[s.node]];
+      const int pi = pull_of_node_[s.node];
+      const PullBinding& p = pulls_[pi];
       Timer t(be_, opts_.profile, &stats_.t_gather);
       ++stats_.gather_calls;
+      if (dedup_on_ && dedup_pull_[pi]) {  // the distinct ids' rows only; no vertex rows
+        T* x = arena_.alloc(static_cast<size_t>(dedup_u_) * nd.width);
+        dedup_x_[pi] = x;
+        be_.gather_rows(dedup_u_, nd.width, p.data, p.ld, dix_.dedup_ids, x, nd.width);
+        if (opts_.training) dedup_dx_[pi] = arena_.alloc(static_cast<size_t>(dedup_u_) * nd.width);
+        break;
+      }
       be_.gather_rows(n, nd.width, p.data, p.ld, dix_.input + rr.begin, node_ptr(s.node, rr.begin),
                       ld_of(plan_.node_value[s.node]));
       break;
@@ -478,6 +579,15 @@ void Executor<T>::forward_step(const Step& s, int level) {
       const auto [out, K, mv, ldm, ldx, w] = gemm_operands(s);
       (void)mv;
       auto x_at = [&](int row) { return buf_[s.in_buf] + static_cast<long>(row) * ldx + s.in_col; };
+      if (dedup_step(s)) {  // over the distinct ids, then one row per vertex (zero: no input)
+        const int pi = dedup_pull_of_step_[&s - plan_.steps.data()];
+        T* y = arena_.alloc(static_cast<size_t>(dedup_u_) * out);
+        gemm(false, true, dedup_u_, out, s.k, T(1), dedup_x_[pi], s.k, w, K, T(0), y, out);
+        Timer t(be_, opts_.profile, &stats_.t_gather);
+        ++stats_.gather_calls;
+        be_.gather_rows(n, out, y, out, dix_.dedup_pos + rr.begin, node_ptr(s.node, rr.begin), ldm);
+        break;
+      }
       if (level >= 0) {
         if (all_zero_at(s.part_inputs, level)) {
           ++stats_.zero_skipped;
@@ -551,16 +661,27 @@ int Executor<T>::output_width(const std::string& name) const {
 }
 
 template <typename T>
+void Executor<T>::check_vertex_rows(int node) const {
+  if (plan_.node_value.at(node) < 0)
+    fail("vertex function {}: node {} is not materialized", plan_.fn.name, node);
+  const int pi = pull_of_node_[node];
+  if (dedup_on_ && pi >= 0 && dedup_pull_[pi])
+    fail("vertex function {}: pull '{}' was read once per distinct input on this batch, so it "
+         "has no vertex rows (ExecOptions::dedup_pulls = false keeps them)",
+         plan_.fn.name, plan_.fn.pulls[pi].name);
+}
+
+template <typename T>
 ops::RowView<const T> Executor<T>::node_value(int node) const {
-  int v = plan_.node_value.at(node);
-  if (v < 0) fail("vertex function {}: node {} is not materialized", plan_.fn.name, node);
+  check_vertex_rows(node);
+  const int v = plan_.node_value[node];
   return {value_ptr(v, 0), ld_of(v)};
 }
 
 template <typename T>
 ops::RowView<const T> Executor<T>::node_grad(int node) const {
-  int v = plan_.node_value.at(node);
-  if (v < 0) fail("vertex function {}: node {} is not materialized", plan_.fn.name, node);
+  check_vertex_rows(node);
+  const int v = plan_.node_value[node];
   return {grad_ptr(v, 0), ld_of(v)};
 }
 

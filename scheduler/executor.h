@@ -21,6 +21,12 @@ namespace copse::scheduler {
 struct ExecOptions {
   bool training = true;  // keep gradient buffers and allow backward()
   bool profile = false;  // time each kind of step (adds a clock read per step)
+  // Distinct inputs once: a pull whose only consumers are hoisted GEMMs that
+  // read it alone runs those GEMMs over the batch's distinct input ids and
+  // gathers the results into the vertex rows (backward: the output gradient
+  // is summed per id first). Taken when at most 90% of the pulled rows are
+  // distinct; the results equal the per-row path up to rounding.
+  bool dedup_pulls = true;
 };
 
 struct ExecStats {
@@ -41,6 +47,10 @@ struct ExecStats {
   long strided_views = 0;
   long strided_grads = 0;
   long view_rematerialized = 0;
+  // Distinct-input path (ExecOptions::dedup_pulls), summed over the batches
+  // that took it: rows that read a pull, and distinct ids among them.
+  long dedup_rows = 0;
+  long dedup_ids = 0;
   double gemm_flops = 0;
   // Seconds per kind of work (with ExecOptions::profile; the backend is
   // synchronised around each timed call, so on a GPU these are device times).
@@ -83,6 +93,10 @@ class Executor {
     const int* child_ptr = nullptr;    // [N+1]
     std::vector<const int*> slot;      // per child slot: [N] child row or -1
     const T* edge_scale = nullptr;     // [E] 1/deg(parent)
+    // With the distinct-input path on this batch: the distinct input ids
+    // and, per row, the position of its id among them (-1: no input).
+    const int* dedup_ids = nullptr;    // [U]
+    const int* dedup_pos = nullptr;    // [N]
   };
   const BatchIndex& batch_index() const { return dix_; }
 
@@ -102,6 +116,14 @@ class Executor {
   };
 
   void check_inputs(const GraphBatch& b);
+  void check_vertex_rows(int node) const;  // node_value / node_grad can be read
+  // The distinct-input path: eligible pulls and GEMM steps (once), and the
+  // batch's distinct ids (per batch, before prepare_index).
+  void find_dedup_pulls();
+  void prepare_dedup(const GraphBatch& b);
+  bool dedup_step(const vertex::Step& s) const {
+    return dedup_on_ && dedup_pull_of_step_[&s - plan_.steps.data()] >= 0;
+  }
   void prepare_index(const GraphBatch& b);
   void compute_zero_levels();
   Range rows_of(vertex::Domain d, int level) const;  // level -1: all rows
@@ -204,6 +226,17 @@ class Executor {
   std::vector<char> rematerialized_;           // [V] gathered over all rows for backward
   std::vector<Span> spans_;
   bool have_forward_ = false;
+
+  // Distinct-input path. Per pull / per step: eligible (the pull's index) or -1.
+  std::vector<int> dedup_pull_of_step_;        // GEMM steps that read only the pull
+  std::vector<char> dedup_pull_;               // per pull: eligible
+  bool dedup_on_ = false;                      // this batch
+  int dedup_u_ = 0;                            // distinct ids this batch
+  std::vector<int> dedup_ids_, dedup_pos_;     // host copies of the index arrays
+  std::vector<int> dedup_stamp_;               // per table row: position + 1 this batch, else 0
+  std::vector<T*> dedup_x_, dedup_dx_;         // per pull: [U, width] rows of the ids, gradient
+  std::vector<char> dedup_dx_set_;             // per pull: dedup_dx_ written this backward
+  std::vector<T*> dedup_dm_;                   // per step: [U, out] output gradient summed per id
 
   std::vector<ops::RowJob<T>> row_jobs_;
   bool row_jobs_scatter_ = false;

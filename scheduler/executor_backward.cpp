@@ -62,9 +62,19 @@ void Executor<T>::backward_step(const Step& s, int level) {
   if (n == 0 && s.kind != StepKind::EdgeParent) return;
   switch (s.kind) {
     case StepKind::Pull: {
-      const PullBinding& p = pulls_[pull_of_node_[s.node]];
+      const int pi = pull_of_node_[s.node];
+      const PullBinding& p = pulls_[pi];
       if (p.param < 0) break;
       T* table_grad = params_.grad(p.param);
+      if (dedup_on_ && dedup_pull_[pi]) {  // one row per distinct id: no repeats
+        if (!dedup_dx_set_[pi]) break;
+        Timer t(be_, opts_.profile, &stats_.t_gather);
+        ++stats_.gather_calls;
+        be_.scatter_add_rows(dedup_u_, nd.width, dedup_dx_[pi], nd.width, dix_.dedup_ids,
+                             table_grad, p.ld);
+        params_.touch_rows(p.param, dedup_ids_.data(), dedup_u_);
+        break;
+      }
       touched_.clear();
       for (int r = rr.begin; r < rr.end; ++r)
         if (b.input[r] >= 0) touched_.push_back(b.input[r]);
@@ -148,6 +158,26 @@ void Executor<T>::backward_step(const Step& s, int level) {
     }
     case StepKind::MatMul: {
       const auto [out, K, mv, ldm, ldx_buf, w] = gemm_operands(s);
+      if (dedup_step(s)) {
+        // dM summed per distinct id; then d(rows of the ids) (+)= dM_ids . W.
+        const int k = static_cast<int>(&s - plan_.steps.data());
+        const int pi = dedup_pull_of_step_[k];
+        T* dm = arena_.alloc(static_cast<size_t>(dedup_u_) * out);
+        dedup_dm_[k] = dm;
+        fill(dedup_u_, out, dm, out);
+        {
+          Timer t(be_, opts_.profile, &stats_.t_gather);
+          ++stats_.gather_calls;
+          be_.scatter_add_rows(n, out, grad_ptr(mv, rr.begin), ldm, dix_.dedup_pos + rr.begin, dm,
+                               out);
+        }
+        if (pulls_[pi].param >= 0) {
+          gemm(false, false, dedup_u_, s.k, out, T(1), dm, out, w, K,
+               dedup_dx_set_[pi] ? T(1) : T(0), dedup_dx_[pi], s.k);
+          dedup_dx_set_[pi] = 1;
+        }
+        break;
+      }
       // The input's gradient rows: the part's buffer, or a strided gather's view.
       const int x0 = s.part_inputs.size() == 1 ? s.part_inputs[0] : -1;
       const bool viewed = level >= 0 && x0 >= 0 && view_of(plan_.node_value[x0]);
@@ -242,11 +272,21 @@ void Executor<T>::lazy_param_grads(const Step& s) {
     const bool direct = s.mm_params.size() <= 1 || weights_adjacent(s);
     T* dw = weight_grad(s.param);
     if (!direct) dw = arena_.alloc(static_cast<size_t>(s.out_width) * K);
-    lazy_operand_spans(s, a, spans_);
+    // dM and X by rows: the batch's rows, or the distinct ids' rows.
+    const T* dm = grad_ptr(mv, 0);
+    long lddm = ld_of(mv);
+    if (dedup_step(s)) {
+      const int k = static_cast<int>(&s - plan_.steps.data());
+      dm = dedup_dm_[k];
+      lddm = s.out_width;
+      spans_.assign(1, Span{0, dedup_u_, dedup_x_[dedup_pull_of_step_[k]], s.k});
+    } else {
+      lazy_operand_spans(s, a, spans_);
+    }
     for (size_t i = 0; i < spans_.size(); ++i) {
       const Span& sp = spans_[i];
-      gemm(true, false, s.out_width, s.k, sp.end - sp.begin, T(1), grad_ptr(mv, sp.begin),
-           ld_of(mv), sp.x, sp.ld, direct || i > 0 ? T(1) : T(0), dw + s.w_col, K);
+      gemm(true, false, s.out_width, s.k, sp.end - sp.begin, T(1), dm + sp.begin * lddm, lddm,
+           sp.x, sp.ld, direct || i > 0 ? T(1) : T(0), dw + s.w_col, K);
     }
     if (!direct) {
       int row = 0;

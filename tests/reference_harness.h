@@ -157,15 +157,21 @@ struct RunConfig {
   bool fuse = true;
   bool one_vertex_per_level = false;
   bool strided_views = true;  // false: every gather copies (vertex::CompileOptions)
+  bool dedup_pulls = true;    // false: input GEMMs run per row (scheduler::ExecOptions)
   std::string describe() const {
-    return fmt::format("{}, {}{}", fuse ? "fused" : "unfused",
+    return fmt::format("{}, {}{}{}", fuse ? "fused" : "unfused",
                        one_vertex_per_level ? "one vertex per level" : "batched",
-                       strided_views ? "" : ", gathers copy (no strided views)");
+                       strided_views ? "" : ", gathers copy (no strided views)",
+                       dedup_pulls ? "" : ", input GEMMs per row");
   }
 };
 
-inline const std::vector<RunConfig> kAllConfigs = {
-    {true, false, true}, {false, false, true}, {true, true, true}, {true, false, false}};
+// The last configuration takes the plain paths: gather copies, and input
+// GEMMs per row instead of per distinct input id.
+inline const std::vector<RunConfig> kAllConfigs = {{true, false, true, true},
+                                                   {false, false, true, true},
+                                                   {true, true, true, true},
+                                                   {true, false, false, false}};
 
 // Fills the arena's memory with NaN and resets it, so every buffer the runtime
 // takes from it starts as NaN: a row it forgets to write shows up as NaN.
@@ -234,7 +240,9 @@ Result run_runtime(const Model& m, const std::vector<scheduler::Graph>& graphs,
     std::uniform_real_distribution<double> u(-0.5, 0.5);
     for (std::size_t k = 0; k < ps.numel(id); ++k) ps.param(id)[k] = static_cast<T>(u(rng));
   }
-  scheduler::Executor<T> ex(plan, be, ps, arena);
+  scheduler::ExecOptions eo;
+  eo.dedup_pulls = cfg.dedup_pulls;
+  scheduler::Executor<T> ex(plan, be, ps, arena, eo);
   if (!m.pull.empty()) ex.bind_pull(m.pull, "embed");
   scheduler::BatchOptions bo;
   bo.num_slots = m.fn.child_slots;
