@@ -404,8 +404,18 @@ void Executor<T>::forward(const GraphBatch& batch) {
       for (size_t k = 0; k < reg.inputs.size(); ++k) {
         const auto& nd = plan_.fn.nodes[reg.inputs[k]];
         if (nd.op != Op::ParamRow) continue;
+        // One level's rows at a time (all rows for hoisted and output regions):
+        // the bias gradient is summed right after each call, while in cache.
         size_t rows = reg.domain == Domain::Vertex ? N : E;
-        param_row_grad_[r][k] = arena_.alloc(rows * nd.width);
+        if (reg.phase == Phase::Level) {
+          size_t most = 0;
+          for (int l = 0; l < batch.num_levels; ++l)
+            most = std::max<size_t>(most, reg.domain == Domain::Vertex
+                                              ? batch.level_end(l) - batch.level_begin(l)
+                                              : batch.edge_end(l) - batch.edge_begin(l));
+          rows = most;
+        }
+        param_row_grad_[r][k] = arena_.alloc(std::max<size_t>(rows, 1) * nd.width);
       }
     }
   }

@@ -208,7 +208,9 @@ class Executor {
   // Per batch.
   const GraphBatch* batch_ = nullptr;
   std::vector<T*> buf_, gbuf_;             // per plan buffer
-  std::vector<std::vector<T*>> param_row_grad_;  // per region, per input: [rows, width] or null
+  // per region, per input: a bias input's gradient rows for one call (a level, or all
+  // rows for hoisted and output regions), summed into the bias right after it; or null
+  std::vector<std::vector<T*>> param_row_grad_;
   std::vector<std::vector<int>> slot_idx_;      // per slot: [N] child row or -1
   std::vector<T> edge_scale_;                  // [E] 1/deg(parent) for mean reductions
   BatchIndex dix_;

@@ -240,8 +240,7 @@ void Executor<T>::backward_step(const Step& s, int level) {
         const auto& jn = plan_.fn.nodes[j];
         if (jn.op == Op::ParamRow) {
           in_views_[k] = {params_.param(param_ids_[param_of_node_[j]]), 0};
-          out_views_[k] = {param_row_grad_[s.region][k] + static_cast<long>(rr.begin) * jn.width,
-                           jn.width};
+          out_views_[k] = {param_row_grad_[s.region][k], jn.width};  // summed below
         } else {
           in_views_[k] = {in_ptr(j, rr.begin), in_ld(j)};
           out_views_[k] = {in_grad_ptr(j, rr.begin), in_ld(j)};
@@ -251,17 +250,27 @@ void Executor<T>::backward_step(const Step& s, int level) {
         int j = reg.outputs[k];
         in_views_[nin + k] = {node_grad_ptr(j, rr.begin), ld_of(plan_.node_value[j])};
       }
-      Timer t(be_, opts_.profile, &stats_.t_fused);
-      ++stats_.fused_calls;
-      be_.run_fused(any_view ? reg.bwd_views : reg.bwd, n, in_views_.data(), out_views_.data());
+      {
+        Timer t(be_, opts_.profile, &stats_.t_fused);
+        ++stats_.fused_calls;
+        be_.run_fused(any_view ? reg.bwd_views : reg.bwd, n, in_views_.data(), out_views_.data());
+      }
+      // Bias gradients: db += colsum of this call's rows (still in cache).
+      for (size_t k = 0; k < nin; ++k) {
+        const auto& jn = plan_.fn.nodes[reg.inputs[k]];
+        if (jn.op != Op::ParamRow) continue;
+        Timer tc(be_, opts_.profile, &stats_.t_other);
+        be_.colsum(n, jn.width, param_row_grad_[s.region][k], jn.width,
+                   weight_grad(param_of_node_[reg.inputs[k]]), true);
+      }
       break;
     }
   }
 }
 
-// Parameter gradients, once per batch over all rows (lazy batching):
+// Weight gradients of GEMMs, once per batch over all rows (lazy batching):
 //   dW[:, part] += dM^T . X      [out, k] = [rows, out]^T . [rows, k]
-//   db += colsum(d(bias rows))
+// (Bias gradients are summed per fused call, in backward_step.)
 template <typename T>
 void Executor<T>::lazy_param_grads(const Step& s) {
   if (s.kind == StepKind::MatMul) {
@@ -296,16 +305,6 @@ void Executor<T>::lazy_param_grads(const Step& s) {
                       weight_grad(p) + s.w_col, K, true);
         row += out;
       }
-    }
-  } else if (s.kind == StepKind::Fused) {
-    const auto& reg = plan_.regions[s.region];
-    Range rr = rows_of(s.domain, -1);
-    for (size_t k = 0; k < reg.inputs.size(); ++k) {
-      const auto& jn = plan_.fn.nodes[reg.inputs[k]];
-      if (jn.op != Op::ParamRow || rr.end == 0) continue;
-      Timer t(be_, opts_.profile, &stats_.t_other);
-      be_.colsum(rr.end, jn.width, param_row_grad_[s.region][k], jn.width,
-                 weight_grad(param_of_node_[reg.inputs[k]]), true);
     }
   }
 }
