@@ -48,8 +48,9 @@ struct Result {
 
 Result run(ops::Backend<float>& be, const std::vector<models::LabeledTree>& trees, int vocab,
            int embed, int hidden, int batch, const std::string& optimizer, double seconds,
-           bool batching, long max_trees, bool profile) {
+           bool batching, long max_trees, bool profile, bool dedup) {
   models::SentimentConfig cfg;
+  cfg.dedup_pulls = dedup;
   cfg.vocab = vocab;
   cfg.embed = embed;
   cfg.hidden = hidden;
@@ -131,7 +132,7 @@ int main(int argc, char** argv) {
   std::string data, optimizer = "adam", device = "cpu";
   int embed = 128, hidden = 128, batch = 64, threads = 1;
   double seconds = 10;
-  bool no_unbatched = false, tf32 = false, interpreter = false;
+  bool no_unbatched = false, tf32 = false, interpreter = false, no_dedup = false;
   app.add_option("--data", data, "PTB file (e.g. SST train.txt); default: synthetic treebank");
   app.add_option("--embed", embed)->capture_default_str();
   app.add_option("--hidden", hidden)->capture_default_str();
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "timed seconds per configuration")->capture_default_str();
   app.add_option("--optimizer", optimizer)->capture_default_str();
   app.add_flag("--no-unbatched", no_unbatched, "skip the batching-off run");
+  app.add_flag("--no-dedup", no_dedup, "word GEMM per row, not per distinct word (A/B)");
   app.add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
   app.add_flag("--tf32", tf32, "cuda: allow TF32 GEMMs");
   app.add_flag("--interpreter", interpreter, "cuda: run fused programs with the interpreter kernel");
@@ -180,9 +182,9 @@ int main(int argc, char** argv) {
     if (gpu) {
       ops::CpuBackend<float> cpu(threads);
       Result c = run(cpu, trees, vocab.size(), embed, hidden, batch, optimizer, 0, true, batch,
-                     false);
+                     false, !no_dedup);
       Result g = run(*be, trees, vocab.size(), embed, hidden, batch, optimizer, 0, true, batch,
-                     false);
+                     false, !no_dedup);
       const double rel = std::fabs(g.first_loss - c.first_loss) / std::fabs(c.first_loss);
       fmt::print("check: first-batch loss cpu {:.6f}, cuda {:.6f} (relative difference {:.1e})\n",
                  c.first_loss, g.first_loss, rel);
@@ -191,15 +193,15 @@ int main(int argc, char** argv) {
     // On a GPU the timed run is unprofiled (profiling synchronises every
     // call); a second, profiled run gives the breakdown.
     Result b = run(*be, trees, vocab.size(), embed, hidden, batch, optimizer, seconds, true, 0,
-                   !gpu);
+                   !gpu, !no_dedup);
     Result prof;
     if (gpu)
       prof = run(*be, trees, vocab.size(), embed, hidden, batch, optimizer,
-                 std::min(seconds, 3.0), true, 0, true);
+                 std::min(seconds, 3.0), true, 0, true, !no_dedup);
     Result ub;
     if (!no_unbatched)
       ub = run(*be, trees, vocab.size(), embed, hidden, batch, optimizer, std::min(seconds, 5.0),
-               false, 0, true);
+               false, 0, true, !no_dedup);
     auto row = [](const char* name, const Result& r) {
       const auto& s = r.stats;
       double per = r.batches ? 1e3 / r.batches : 0;
@@ -217,6 +219,13 @@ int main(int argc, char** argv) {
                "", "", "", "/batch", "/batch", "/batch", "/batch", "/batch", "/batch", "", "", "", "");
     row("batched", gpu ? prof : b);
     if (!no_unbatched) row("unbatched", ub);
+    const Result& br = gpu ? prof : b;
+    const auto& bs = br.stats;
+    const double nb = std::max(1.0, double(br.batches));
+    fmt::print("\nword GEMM over distinct words: {} ({:.0f} distinct of {:.0f} words per batch) | "
+               "GEMM {:.3f} GFLOP per batch\n",
+               no_dedup ? "off" : bs.dedup_rows ? "on" : "not taken",
+               bs.dedup_ids / nb, bs.dedup_rows / nb, bs.gemm_flops / nb / 1e9);
     if (gpu) {
       const double per = b.batches ? 1.0 / b.batches : 0;
       fmt::print("\ncuda, unprofiled: {:.0f} trees/s = {:.3f} s per epoch of {} trees | "
@@ -234,7 +243,8 @@ int main(int argc, char** argv) {
     j["speedup"] = no_unbatched ? nlohmann::json(nullptr) : nlohmann::json(b.trees_per_s / ub.trees_per_s);
     j["config"] = {{"data", data.empty() ? "synthetic" : data}, {"embed", embed}, {"hidden", hidden},
                    {"batch", batch}, {"threads", threads}, {"optimizer", optimizer},
-                   {"device", dopt.device}, {"tf32", tf32}, {"seconds", seconds}};
+                   {"device", dopt.device}, {"tf32", tf32}, {"seconds", seconds},
+                   {"dedup", !no_dedup}};
     if (gpu) {
       j["epoch_s"] = trees.size() / b.trees_per_s;
       j["launches_per_batch"] = b.batches ? double(b.launches) / b.batches : 0.0;

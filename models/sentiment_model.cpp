@@ -51,6 +51,7 @@ SentimentModel<T>::SentimentModel(const vertex::VertexFunction& cell, const Sent
   params_.finalize();
   scheduler::ExecOptions train_opts;
   train_opts.profile = cfg.profile;
+  train_opts.dedup_pulls = cfg.dedup_pulls;
   scheduler::ExecOptions eval_opts = train_opts;
   eval_opts.training = false;
   train_exec_ = std::make_unique<scheduler::Executor<T>>(plan_, be_, params_, arena_, train_opts);

@@ -23,6 +23,7 @@ struct SentimentConfig {
   float embed_init = 0.1f;  // embeddings start U[-embed_init, embed_init]
   bool fuse = true;
   bool strided_views = true;  // vertex::CompileOptions::strided_views
+  bool dedup_pulls = true;    // scheduler::ExecOptions::dedup_pulls
   bool profile = false;
 };
 

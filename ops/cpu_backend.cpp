@@ -179,6 +179,9 @@ void CpuBackend<T>::gemm(bool trans_a, bool trans_b, int m, int n, int k, T alph
 }
 
 // ---- row movement ----------------------------------------------------------
+// A source row never partly overlaps its destination row (the executor's
+// buffers and columns are disjoint), so the `+=` loops drop GCC's runtime
+// alias checks (`ivdep`): with them GCC ran these loops 3x slower.
 
 // dst[i, :] = idx[i] >= 0 ? src[idx[i], :] : 0
 template <typename T>
@@ -212,6 +215,7 @@ void CpuBackend<T>::scatter_add_rows(int n, int width, const T* src, long ld_src
       if (idx[i] < 0) continue;
       const T* s = src + row_off(i, ld_src);
       T* d = dst + row_off(idx[i], ld_dst);
+#pragma GCC ivdep
       for (int j = c0; j < c1; ++j) d[j] += s[j];
     }
   }
@@ -236,6 +240,7 @@ void CpuBackend<T>::segment_sum(int n, int width, const int* ptr, const T* src, 
     if (!accumulate) std::fill(d, d + width, T(0));
     for (int e = e0; e < e1; ++e) {
       const T* x = src + row_off(e, ld_src);
+#pragma GCC ivdep
       for (int j = 0; j < width; ++j) d[j] += s * x[j];
     }
   }
@@ -251,10 +256,12 @@ void CpuBackend<T>::copy_rows(int rows, int width, const T* src, long ld_src, T*
   for (int i = 0; i < rows; ++i) {
     const T* s = src + row_off(i, ld_src);
     T* d = dst + row_off(i, ld_dst);
-    if (accumulate)
+    if (accumulate) {
+#pragma GCC ivdep
       for (int j = 0; j < width; ++j) d[j] += s[j];
-    else
+    } else {
       std::memcpy(d, s, sizeof(T) * width);
+    }
   }
 }
 
@@ -283,6 +290,7 @@ void CpuBackend<T>::colsum(int rows, int width, const T* x, long ld, T* y, bool 
     column_chunk(width, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
     for (int r = 0; r < rows; ++r) {
       const T* xr = x + row_off(r, ld);
+#pragma GCC ivdep
       for (int j = c0; j < c1; ++j) y[j] += xr[j];
     }
   }
