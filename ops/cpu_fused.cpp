@@ -1,15 +1,17 @@
 // CpuBackend::run_fused: a row interpreter for FusedProgram. Per row, the
 // switch picks an instruction's loop once; the loop over its columns is
-// plain elementwise code that GCC vectorizes. `ivdep` drops GCC's runtime
-// alias checks: FusedProgram::finalize rejects operands that partly overlap
-// the destination, and exact aliasing is safe for elementwise loops.
+// plain elementwise code that GCC vectorizes, or for sigmoid and tanh an
+// array kernel with AVX2 intrinsics (ops/fast_math_arrays.h). `ivdep` drops
+// GCC's runtime alias checks: FusedProgram::finalize rejects operands that
+// partly overlap the destination, and exact aliasing is safe for elementwise
+// loops (and for the array kernels).
 #include <omp.h>
 
 #include <vector>
 
 #include "common/error.h"
 #include "ops/cpu_backend.h"
-#include "ops/fast_math.h"
+#include "ops/fast_math_arrays.h"
 
 namespace copse::ops {
 
@@ -52,18 +54,12 @@ void exec_instr(const EwInstr& in, T* const* base) {
       for (int j = 0; j < w; ++j) d[j] = a[j] * b[j];
       break;
     }
-    case EwOp::Sigmoid: {  // d = 1 / (1 + exp(-a))
-      const T* a = arg(in.a);
-      #pragma GCC ivdep
-      for (int j = 0; j < w; ++j) d[j] = fast_sigmoid(a[j]);
+    case EwOp::Sigmoid:  // d = 1 / (1 + exp(-a))
+      sigmoid_n(arg(in.a), d, w);
       break;
-    }
-    case EwOp::Tanh: {
-      const T* a = arg(in.a);
-      #pragma GCC ivdep
-      for (int j = 0; j < w; ++j) d[j] = fast_tanh(a[j]);
+    case EwOp::Tanh:  // d = tanh(a)
+      tanh_n(arg(in.a), d, w);
       break;
-    }
     case EwOp::Relu: {  // d = max(a, 0), NaN stays NaN
       const T* a = arg(in.a);
       #pragma GCC ivdep

@@ -1,5 +1,6 @@
 // Branch-free exp, sigmoid and tanh that GCC auto-vectorizes inside loops
 // (no -ffast-math needed): float to a few ulp; double defers to libm (tests).
+// Array forms with AVX2 intrinsics: ops/fast_math_arrays.h.
 #pragma once
 
 #include <cmath>
@@ -38,6 +39,32 @@ COPSE_FAST_INLINE float float_of(std::uint32_t u) {
   return x;
 }
 
+// x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2); sets s = 2^(n + kBias - 127).
+// t = x/ln2 + 1.5*2^23 + kBias rounds to an integer whose low mantissa bits are
+// n + kBias, so a shift by 23 puts them in the exponent field. Callers keep
+// n + kBias in [1, 254] (their clamps); NaN gives r = NaN.
+template <int kBias>
+COPSE_FAST_INLINE float reduce_ln2(float x, float& s) {
+  constexpr float kShift = 12582912.f + kBias;
+  const float t = fmadd(x, 1.44269504088896341f, kShift);
+  const float n = t - kShift;
+  float r = fmadd(n, -0.693359375f, x);
+  r = fmadd(n, 2.12194440e-4f, r);
+  s = float_of(bits_of(t) << 23);
+  return r;
+}
+
+// exp(r) - 1 = r + r^2 P(r) for |r| <= ln2/2: the Cephes expf polynomial,
+// evaluated by Estrin's scheme (a shorter dependency chain than Horner's).
+COPSE_FAST_INLINE float expm1_reduced(float r) {
+  const float r2 = r * r;
+  const float p01 = fmadd(1.6666665459e-1f, r, 5.0000001201e-1f);
+  const float p23 = fmadd(8.3334519073e-3f, r, 4.1665795894e-2f);
+  const float p45 = fmadd(1.9875691500e-4f, r, 1.3981999507e-3f);
+  const float p = fmadd(fmadd(p45, r2, p23), r2, p01);
+  return fmadd(p, r2, r);
+}
+
 }  // namespace fast_math_detail
 
 // exp(x) = 2^n * exp(r), n = round(x / ln2), r = x - n*ln2 in [-ln2/2, ln2/2]
@@ -54,13 +81,7 @@ COPSE_FAST_INLINE float fast_exp(float x) {
   const float n = t - kShift;
   float r = fmadd(n, -0.693359375f, x);
   r = fmadd(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fmadd(p, r, 1.3981999507e-3f);
-  p = fmadd(p, r, 8.3334519073e-3f);
-  p = fmadd(p, r, 4.1665795894e-2f);
-  p = fmadd(p, r, 1.6666665459e-1f);
-  p = fmadd(p, r, 5.0000001201e-1f);
-  p = fmadd(p, r * r, r) + 1.f;
+  const float p = expm1_reduced(r) + 1.f;
   // n as an integer, read from the mantissa of t (no float->int UB on NaN).
   const std::int32_t ni = static_cast<std::int32_t>(bits_of(t) - bits_of(kShift));
   const std::int32_t n1 = ni >> 1;
@@ -72,33 +93,37 @@ COPSE_FAST_INLINE float fast_exp(float x) {
 
 // sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, e = exp(-|x|):
 // never cancels, so the relative error stays small over the whole range.
+// Both are scaled by 2^64 (e' = 2^64 e = s (1 + q), one rounding), so e' is
+// normal down to the clamp at -104 and results in the subnormal range come
+// from one correctly rounded division. sigmoid_n (ops/fast_math_arrays.cpp)
+// runs the same operations with AVX2 intrinsics (bitwise equal: the tests check).
 COPSE_FAST_INLINE float fast_sigmoid(float x) {
-  const float e = fast_exp(-std::fabs(x));
-  const float num = x >= 0.f ? 1.f : e;
-  return num / (1.f + e);
+  using namespace fast_math_detail;
+  constexpr float kScale = 18446744073709551616.f;  // 2^64
+  float nx = -std::fabs(x);
+  nx = nx < -104.f ? -104.f : nx;  // false for NaN: NaN propagates
+  float s;
+  const float r = reduce_ln2<127 + 64>(nx, s);
+  const float e = fmadd(expm1_reduced(r), s, s);
+  return (std::signbit(x) ? e : kScale) / (kScale + e);
 }
 
-// tanh(x) = x + x^3 P(x^2) for |x| < 0.625 (Cephes tanhf polynomial, so no
-// cancellation near 0), else sign(x) * (1 - 2 / (exp(2|x|) + 1)); both are
-// computed and one is kept.
+// tanh(|x|) = m / (m + 2) with m = expm1(2|x|) = s (1 + q) - 1 = s q + (s - 1)
+// (one rounding; s - 1 is exact up to s = 2^24, and beyond that tanh rounds
+// to 1 anyway): no cancellation near 0, so one formula covers the whole
+// range. 2|x| is clamped to 40 (tanh rounds to 1 from |x| = 9.01 on), so m
+// stays finite; NaN propagates; the sign is put back at the end (tanh(-0) =
+// -0). Same operations as tanh_n in ops/fast_math_arrays.cpp.
 COPSE_FAST_INLINE float fast_tanh(float x) {
   using namespace fast_math_detail;
-  // Work on |x|, put the sign back at the end (so tanh(-0) = -0).
-  const float ax = std::fabs(x);
-  const float z = ax * ax;
-  float p = -5.70498872745e-3f;
-  p = fmadd(p, z, 2.06390887954e-2f);
-  p = fmadd(p, z, -5.37397155531e-2f);
-  p = fmadd(p, z, 1.33314422036e-1f);
-  p = fmadd(p, z, -3.33332819422e-1f);
-  const float small = fmadd(p * z, ax, ax);
-  // fast_exp clamps its argument, so |x| up to inf gives 1 - 2/(big) = 1.
-  const float large = 1.f - 2.f / (fast_exp(2.f * ax) + 1.f);
-  // Select by bit mask: with `ax < 0.625f ? small : large` GCC sinks each
-  // side into a branch and then cannot vectorize the loop. NaN takes `large`.
-  const std::uint32_t use_small = 0u - static_cast<std::uint32_t>(ax < 0.625f);
-  const float t = float_of((bits_of(small) & use_small) | (bits_of(large) & ~use_small));
-  return std::copysign(t, x);
+  // Clamping 2|x| rather than |x|: GCC would sink `ax + ax` into the branches
+  // of the clamp, and then not vectorize a loop of fast_tanh.
+  float x2 = 2.f * std::fabs(x);
+  x2 = x2 > 40.f ? 40.f : x2;
+  float s;
+  const float r = reduce_ln2<127>(x2, s);
+  const float m = fmadd(expm1_reduced(r), s, s - 1.f);
+  return std::copysign(m / (m + 2.f), x);
 }
 
 // Double: the reference path for gradient checks, libm accuracy.
