@@ -157,6 +157,7 @@ struct RunConfig {
   bool fuse = true;
   bool one_vertex_per_level = false;
   bool strided_views = true;  // false: every gather copies (vertex::CompileOptions)
+  bool optimize_programs = true;  // false: fused programs as derived (vertex::CompileOptions)
   std::string describe() const {
     return fmt::format("{}, {}{}", fuse ? "fused" : "unfused",
                        one_vertex_per_level ? "one vertex per level" : "batched",
@@ -222,6 +223,7 @@ Result run_runtime(const Model& m, const std::vector<scheduler::Graph>& graphs,
   vertex::CompileOptions co;
   co.fuse = cfg.fuse;
   co.strided_views = cfg.strided_views;
+  co.optimize_programs = cfg.optimize_programs;
   vertex::ExecPlan plan = vertex::compile(m.fn, co);
   if (!m.pull.empty()) ps.add({"embed", {m.vocab, m.embed}, memory::Init::Uniform, 0.5f, true});
   models::add_plan_params(plan, ps);
