@@ -158,20 +158,22 @@ struct RunConfig {
   bool one_vertex_per_level = false;
   bool strided_views = true;  // false: every gather copies (vertex::CompileOptions)
   bool dedup_pulls = true;    // false: input GEMMs run per row (scheduler::ExecOptions)
+  bool optimize_programs = true;  // false: fused programs as derived (vertex::CompileOptions)
   std::string describe() const {
-    return fmt::format("{}, {}{}{}", fuse ? "fused" : "unfused",
+    return fmt::format("{}, {}{}{}{}", fuse ? "fused" : "unfused",
                        one_vertex_per_level ? "one vertex per level" : "batched",
                        strided_views ? "" : ", gathers copy (no strided views)",
-                       dedup_pulls ? "" : ", input GEMMs per row");
+                       dedup_pulls ? "" : ", input GEMMs per row",
+                       optimize_programs ? "" : ", fused programs unoptimized");
   }
 };
 
-// The last configuration takes the plain paths: gather copies, and input
-// GEMMs per row instead of per distinct input id.
-inline const std::vector<RunConfig> kAllConfigs = {{true, false, true, true},
-                                                   {false, false, true, true},
-                                                   {true, true, true, true},
-                                                   {true, false, false, false}};
+// The last configuration takes the plain paths: gather copies, input GEMMs
+// per row instead of per distinct input id, fused programs as derived.
+inline const std::vector<RunConfig> kAllConfigs = {{true, false, true, true, true},
+                                                   {false, false, true, true, true},
+                                                   {true, true, true, true, true},
+                                                   {true, false, false, false, false}};
 
 // Fills the arena's memory with NaN and resets it, so every buffer the runtime
 // takes from it starts as NaN: a row it forgets to write shows up as NaN.
@@ -228,6 +230,7 @@ Result run_runtime(const Model& m, const std::vector<scheduler::Graph>& graphs,
   vertex::CompileOptions co;
   co.fuse = cfg.fuse;
   co.strided_views = cfg.strided_views;
+  co.optimize_programs = cfg.optimize_programs;
   vertex::ExecPlan plan = vertex::compile(m.fn, co);
   if (!m.pull.empty()) ps.add({"embed", {m.vocab, m.embed}, memory::Init::Uniform, 0.5f, true});
   models::add_plan_params(plan, ps);

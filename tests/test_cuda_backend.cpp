@@ -234,7 +234,7 @@ TEST(CudaCodegen, EveryFusedProgramOfEveryCellCompilesWithNvrtc) {
   for (const std::string& name : models::cell_names()) {
     vertex::ExecPlan plan = vertex::compile(models::make_cell(name, 12, 10), {});
     for (const auto& reg : plan.regions)
-      for (const ops::FusedProgram* p : {&reg.fwd, &reg.bwd}) {
+      for (const ops::FusedProgram* p : {&reg.fwd, &reg.bwd, &reg.bwd_views}) {
         if (p->code.empty()) continue;
         const std::string src = cuda::fused_kernel_source(*p);
         const std::string kname = cuda::fused_kernel_name(*p);

@@ -65,7 +65,8 @@ class Compiler {
     viewed_base_ = opts_.strided_views ? mark_strided_views(p_)
                                        : std::vector<char>(p_.values.size(), 0);
     decide_grad_modes();
-    for (size_t r = 0; r < p_.regions.size(); ++r) build_region_programs(p_.regions[r], fn_, p_, r);
+    for (size_t r = 0; r < p_.regions.size(); ++r)
+      build_region_programs(p_.regions[r], fn_, p_, r, opts_.optimize_programs);
     build_view_programs();
     return std::move(p_);
   }
@@ -440,7 +441,7 @@ class Compiler {
         }
       }
       if (!any) continue;
-      build_region_programs(with_views, fn_, p_, r);
+      build_region_programs(with_views, fn_, p_, r, opts_.optimize_programs);
       reg.bwd_views = std::move(with_views.bwd);
     }
   }

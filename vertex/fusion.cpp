@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "ops/fused_optimize.h"
 
 namespace copse::vertex {
 
@@ -47,7 +48,7 @@ void emit(FusedProgram& p, EwOp op, EwArg d, EwArg a, EwArg b, int width) {
 }  // namespace
 
 void build_region_programs(Region& region, const VertexFunction& fn, const ExecPlan& plan,
-                           size_t region_index) {
+                           size_t region_index, bool optimize) {
   const auto& nodes = fn.nodes;
   const int nin = static_cast<int>(region.inputs.size());
   std::map<int, int> out_index;  // node -> output index
@@ -208,6 +209,10 @@ void build_region_programs(Region& region, const VertexFunction& fn, const ExecP
   for (size_t r = 0; r < f.regs.size(); ++r)
     if (f.regs[r].kind == RegKind::Input) zero_unwritten({static_cast<int>(r), 0}, f.regs[r].width);
   b.finalize();
+  if (optimize) {
+    ops::optimize_fused(f);
+    ops::optimize_fused(b);
+  }
 }
 
 }  // namespace copse::vertex

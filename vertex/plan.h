@@ -117,6 +117,7 @@ struct CompileOptions {
   bool fuse = true;  // false: every elementwise node is its own region (for tests)
   bool merge_gemms = true;  // false: one GEMM per linear even when inputs are shared
   bool strided_views = true;  // false: every gather copies (Step::strided_view never set)
+  bool optimize_programs = true;  // false: fused programs as derived (ops::optimize_fused skipped)
 };
 
 ExecPlan compile(const VertexFunction& fn, const CompileOptions& opts = {});
