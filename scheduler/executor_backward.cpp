@@ -255,13 +255,16 @@ void Executor<T>::backward_step(const Step& s, int level) {
         ++stats_.fused_calls;
         be_.run_fused(any_view ? reg.bwd_views : reg.bwd, n, in_views_.data(), out_views_.data());
       }
-      // Bias gradients: db += colsum of this call's rows (still in cache).
+      // Bias gradients: db += colsum of this call's rows (still in cache):
+      // the bias rows' gradient, or the input gradient it equals.
       for (size_t k = 0; k < nin; ++k) {
         const auto& jn = plan_.fn.nodes[reg.inputs[k]];
         if (jn.op != Op::ParamRow) continue;
+        const int from = reg.bias_grad_from.empty() ? -1 : reg.bias_grad_from[k];
+        const ops::RowView<T> rows = from >= 0 ? out_views_[from] : out_views_[k];
         Timer tc(be_, opts_.profile, &stats_.t_other);
-        be_.colsum(n, jn.width, param_row_grad_[s.region][k], jn.width,
-                   weight_grad(param_of_node_[reg.inputs[k]]), true);
+        be_.colsum(n, jn.width, rows.ptr, rows.ld, weight_grad(param_of_node_[reg.inputs[k]]),
+                   true);
       }
       break;
     }

@@ -68,6 +68,7 @@ class Compiler {
     for (size_t r = 0; r < p_.regions.size(); ++r)
       build_region_programs(p_.regions[r], fn_, p_, r, opts_.optimize_programs);
     build_view_programs();
+    if (opts_.optimize_programs) find_bias_aliases();
     return std::move(p_);
   }
 
@@ -424,6 +425,66 @@ class Compiler {
     for (size_t s = 1; s < p_.steps.size(); ++s)
       if (p_.steps[s].phase < p_.steps[s - 1].phase)
         throw InternalError(fmt::format("{}: step phases out of order", fn_.name));
+  }
+
+  // Region::bias_grad_from. After optimization a bias row added to a GEMM
+  // output leaves `copy d(bias rows) <- d(GEMM output)` as the only write of
+  // the bias output (and the GEMM output's gradient is final there). When
+  // that holds in bwd and in bwd_views, for the same input, and that input's
+  // gradient is overwritten by the region (not accumulated, not a gather
+  // whose gradient a view could add into), the copy is dropped.
+  void find_bias_aliases() {
+    using ops::EwOp;
+    using ops::FusedProgram;
+    using ops::RegKind;
+    // The input whose gradient output `prog` copies whole into input k's
+    // output as that output's only write, with nothing writing either after; or -1.
+    auto alias_in = [](const FusedProgram& prog, int k) -> int {
+      int out_k = -1;
+      for (size_t r = 0; r < prog.regs.size(); ++r)
+        if (prog.regs[r].kind == RegKind::Output && prog.regs[r].ext == k) out_k = static_cast<int>(r);
+      if (out_k < 0) return -1;
+      int at = -1;
+      for (size_t i = 0; i < prog.code.size(); ++i) {
+        if (prog.code[i].d.reg != out_k) continue;
+        if (at >= 0) return -1;  // written twice
+        at = static_cast<int>(i);
+      }
+      if (at < 0) return -1;
+      const ops::EwInstr& c = prog.code[at];
+      const int w = prog.regs[out_k].width;
+      if (c.op != EwOp::Copy || c.width != w || c.d.col != 0 || c.a.col != 0) return -1;
+      const ops::EwReg& src = prog.regs[c.a.reg];
+      if (src.kind != RegKind::Output || src.width != w || src.ext == k) return -1;
+      for (size_t i = at + 1; i < prog.code.size(); ++i)
+        if (prog.code[i].d.reg == c.a.reg) return -1;
+      return src.ext;
+    };
+    auto drop_copy_into = [](FusedProgram& prog, int k) {
+      for (size_t i = 0; i < prog.code.size(); ++i) {
+        const auto& reg = prog.regs[prog.code[i].d.reg];
+        if (reg.kind == RegKind::Output && reg.ext == k) {
+          prog.code.erase(prog.code.begin() + static_cast<long>(i));
+          prog.finalize();
+          return;
+        }
+      }
+    };
+    for (Region& reg : p_.regions) {
+      reg.bias_grad_from.assign(reg.inputs.size(), -1);
+      for (size_t k = 0; k < reg.inputs.size(); ++k) {
+        if (node(reg.inputs[k]).op != Op::ParamRow) continue;
+        const int kk = static_cast<int>(k);
+        const int from = alias_in(reg.bwd, kk);
+        if (from < 0 || reg.input_grad_accumulate[from]) continue;
+        const Op src_op = node(reg.inputs[from]).op;
+        if (src_op == Op::ParamRow || src_op == Op::Gather || src_op == Op::EdgeChild) continue;
+        if (!reg.bwd_views.code.empty() && alias_in(reg.bwd_views, kk) != from) continue;
+        drop_copy_into(reg.bwd, kk);
+        if (!reg.bwd_views.code.empty()) drop_copy_into(reg.bwd_views, kk);
+        reg.bias_grad_from[k] = from;
+      }
+    }
   }
 
   // Region::bwd_views: the backward program with every input read through a

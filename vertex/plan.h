@@ -93,6 +93,11 @@ struct Region {
   // into their gradients: for the levels where one of them is viewed (empty
   // when the region reads no such gather).
   ops::FusedProgram bwd_views;
+  // Per input: for a bias row (ParamRow) whose per-row gradient would be an
+  // exact copy of input k's gradient (the bias added to a GEMM output), k;
+  // else -1. bwd and bwd_views then do not write that output, and the
+  // executor sums input k's gradient rows of the call into the bias gradient.
+  std::vector<int> bias_grad_from;
 };
 
 struct ExecPlan {
