@@ -57,6 +57,122 @@ Executor<T>::Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend,
   }
   level_view_.resize(view_steps_.size());
   find_dedup_pulls();
+  find_zero_view_fillers();
+}
+
+// A level-phase gather step, or the first part of a level-phase GEMM, fills
+// its rows with zeros on the levels where it is all zeros. Those zeros are
+// needed only by readers other than level-phase fused programs, and by GEMM
+// parts that run there or whose lazy weight gradient spans the level (the
+// latter two are checked per batch).
+template <typename T>
+void Executor<T>::find_zero_view_fillers() {
+  const auto& fn = plan_.fn;
+  filler_of_node_.assign(num_nodes_, -1);
+  zview_ok_.assign(num_nodes_, 0);
+  zview_parts_.assign(num_nodes_, {});
+  if (!opts_.zero_views) return;
+  std::vector<int> base_filler(plan_.values.size(), -1);
+  auto own = [&](int node, int filler) {
+    const int v = plan_.node_value[node];
+    if (v >= 0) base_filler[plan_.values[v].base] = filler;
+  };
+  for (const Step& s : plan_.steps) {
+    if (s.phase != Phase::Level || s.domain != Domain::Vertex) continue;
+    if (s.kind == StepKind::Gather) own(s.node, s.node);  // strided too: unviewed levels fill
+    if (s.kind == StepKind::MatMul && s.first_part) {
+      own(s.node, s.node);
+      for (int m : s.mm_nodes) own(m, s.node);
+    }
+  }
+  for (int j = 0; j < num_nodes_; ++j) {
+    const int v = plan_.node_value[j];
+    if (v >= 0) filler_of_node_[j] = base_filler[plan_.values[v].base];
+  }
+  std::vector<char> bad(num_nodes_, 0);
+  for (int f = 0; f < num_nodes_; ++f) zview_ok_[f] = filler_of_node_[f] == f;
+  for (const auto& o : fn.outputs)
+    if (filler_of_node_[o.value] >= 0) bad[filler_of_node_[o.value]] = 1;
+  for (const auto& st : fn.states)
+    if (filler_of_node_[st.value] >= 0) bad[filler_of_node_[st.value]] = 1;
+  for (const Step& s : plan_.steps)
+    if (s.kind == StepKind::Copy && filler_of_node_[s.node] >= 0) bad[filler_of_node_[s.node]] = 1;
+  for (int c = 0; c < num_nodes_; ++c) {
+    const auto& nd = fn.nodes[c];
+    for (int i : nd.in) {
+      const int f = filler_of_node_[i];
+      if (f < 0) continue;
+      // A view of the same memory (a slice): its own readers are the readers.
+      if (filler_of_node_[c] == f && nd.op == Op::Slice) continue;
+      const int r = plan_.node_region[c];
+      if (r >= 0 && plan_.regions[r].phase == Phase::Level &&
+          std::find(plan_.regions[r].inputs.begin(), plan_.regions[r].inputs.end(), i) !=
+              plan_.regions[r].inputs.end())
+        continue;  // a level-phase fused program: takes a zero row
+      if (nd.op == Op::MatMul) {
+        bool found = false;
+        for (size_t k = 0; k < plan_.steps.size(); ++k) {
+          const Step& s = plan_.steps[k];
+          if (s.kind != StepKind::MatMul ||
+              std::find(s.part_inputs.begin(), s.part_inputs.end(), i) == s.part_inputs.end())
+            continue;
+          if (s.node != c && std::find(s.mm_nodes.begin(), s.mm_nodes.end(), c) == s.mm_nodes.end())
+            continue;
+          found = true;
+          if (s.phase != Phase::Level) bad[f] = 1;
+          zview_parts_[f].push_back(static_cast<int>(k));
+        }
+        if (found) continue;
+      }
+      bad[f] = 1;
+    }
+  }
+  for (int f = 0; f < num_nodes_; ++f) zview_ok_[f] = zview_ok_[f] && !bad[f];
+}
+
+// This batch's zero views: filler f is left unfilled on level l when it is
+// zero there, and every GEMM part reading it is skipped on l (all its inputs
+// zero) and its lazy weight gradient's rows do not reach level l.
+template <typename T>
+void Executor<T>::compute_zero_views() {
+  zview_.clear();
+  zero_row_ = nullptr;
+  if (!opts_.zero_views) return;
+  const int L = batch_->num_levels;
+  bool any = false;
+  for (int f = 0; f < num_nodes_; ++f) any = any || zview_ok_[f];
+  if (!any) return;
+  zview_.assign(static_cast<size_t>(L) * num_nodes_, 0);
+  // Per GEMM part: the levels its lazy weight gradient spans (first, last).
+  std::vector<std::pair<int, int>> span(plan_.steps.size(), {-2, -2});
+  for (int f = 0; f < num_nodes_; ++f) {
+    if (!zview_ok_[f]) continue;
+    for (int k : zview_parts_[f]) {
+      if (span[k].first == -2) {
+        int first = -1, last = -1;
+        for (int l = 0; l < L; ++l)
+          if (!all_zero_at(plan_.steps[k].part_inputs, l)) {
+            if (first < 0) first = l;
+            last = l;
+          }
+        span[k] = {first, last};
+      }
+    }
+    for (int l = 0; l < L; ++l) {
+      if (!zero_at(f, l)) continue;
+      bool ok = true;
+      for (int k : zview_parts_[f]) {
+        const Step& s = plan_.steps[k];
+        ok = ok && all_zero_at(s.part_inputs, l) &&
+             (span[k].first < 0 || l < span[k].first || l > span[k].second);
+      }
+      zview_[static_cast<size_t>(l) * num_nodes_ + f] = ok;
+    }
+  }
+  int widest = 1;
+  for (const auto& nd : plan_.fn.nodes) widest = std::max(widest, nd.width);
+  zero_row_ = arena_.alloc(static_cast<size_t>(widest));
+  be_.fill_rows(1, widest, T(0), zero_row_, widest);
 }
 
 // A pull qualifies for the distinct-input path when every node reading it is
@@ -433,6 +549,7 @@ void Executor<T>::forward(const GraphBatch& batch) {
   prepare_dedup(batch);
   prepare_index(batch);
   compute_zero_levels();
+  compute_zero_views();
   packed_w_.assign(plan_.steps.size(), nullptr);
   const size_t V = view_steps_.size();
   viewed_.assign(static_cast<size_t>(batch.num_levels) * V, 0);
@@ -538,7 +655,10 @@ void Executor<T>::forward_step(const Step& s, int level) {
       T* dst = node_ptr(s.node, rr.begin);
       long ld = ld_of(plan_.node_value[s.node]);
       if (zero_at(s.node, level)) {
-        fill(n, nd.width, dst, ld);
+        if (zero_viewed(s.node, level))
+          ++stats_.zero_views;
+        else
+          fill(n, nd.width, dst, ld);
         break;
       }
       int sv = source_of_node_[s.node];
@@ -601,7 +721,10 @@ void Executor<T>::forward_step(const Step& s, int level) {
       if (level >= 0) {
         if (all_zero_at(s.part_inputs, level)) {
           ++stats_.zero_skipped;
-          if (s.first_part) fill(n, out, node_ptr(s.node, rr.begin), ldm);
+          if (s.first_part && zero_viewed(s.node, level))
+            ++stats_.zero_views;
+          else if (s.first_part)
+            fill(n, out, node_ptr(s.node, rr.begin), ldm);
           break;
         }
         const int x0 = s.part_inputs.size() == 1 ? s.part_inputs[0] : -1;
@@ -638,6 +761,8 @@ void Executor<T>::forward_step(const Step& s, int level) {
         const auto& jn = plan_.fn.nodes[j];
         if (jn.op == Op::ParamRow) {
           in_views_[k] = {params_.param(param_ids_[param_of_node_[j]]), 0};
+        } else if (level >= 0 && zero_viewed(j, level)) {
+          in_views_[k] = {zero_row_, 0};
         } else {
           in_views_[k] = {in_ptr(j, rr.begin), in_ld(j)};
         }

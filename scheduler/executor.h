@@ -27,6 +27,12 @@ struct ExecOptions {
   // is summed per id first). Taken when at most 90% of the pulled rows are
   // distinct; the results equal the per-row path up to rounding.
   bool dedup_pulls = true;
+  // Zero views: a gather or GEMM output that is all zeros on a level, read
+  // there only by level-phase fused programs (and by GEMM parts skipped on
+  // that level whose weight gradient does not span it), is not filled with
+  // zeros; the programs read a broadcast zero row instead. Its rows on that
+  // level are then unspecified (node_value).
+  bool zero_views = true;
 };
 
 struct ExecStats {
@@ -37,6 +43,7 @@ struct ExecStats {
   long gather_calls = 0;   // gathers, scatters, segment sums, copies
   long fill_calls = 0;
   long zero_skipped = 0;   // GEMMs skipped because their inputs were all zero on a level
+  long zero_views = 0;     // zero fills left out: readers got a broadcast zero row
   long row_job_batches = 0;  // batched gather / scatter-add calls (Backend::batch_row_jobs)
   long uploads = 0;        // batch index uploads (backends without host-visible memory)
   double upload_bytes = 0;
@@ -129,6 +136,15 @@ class Executor {
   Range rows_of(vertex::Domain d, int level) const;  // level -1: all rows
   Range active_rows(const std::vector<int>& nodes, vertex::Domain d) const;
   bool zero_at(int node, int level) const { return zero_[level * num_nodes_ + node] != 0; }
+  // Zero views (ExecOptions::zero_views): once per plan, the fill each node's
+  // memory comes from and whether all its readers could take a zero row;
+  // per batch, the levels where they do.
+  void find_zero_view_fillers();
+  void compute_zero_views();
+  bool zero_viewed(int node, int level) const {
+    const int f = filler_of_node_[node];
+    return f >= 0 && !zview_.empty() && zview_[static_cast<size_t>(level) * num_nodes_ + f] != 0;
+  }
   bool all_zero_at(const std::vector<int>& nodes, int level) const;
 
   // On this level, the view that stands for a strided gather's value (see
@@ -228,6 +244,12 @@ class Executor {
   std::vector<char> rematerialized_;           // [V] gathered over all rows for backward
   std::vector<Span> spans_;
   bool have_forward_ = false;
+
+  std::vector<int> filler_of_node_;            // gather / GEMM node that fills its memory, or -1
+  std::vector<char> zview_ok_;                 // per filler node: no reader needs the zeros
+  std::vector<std::vector<int>> zview_parts_;  // per filler node: GEMM steps reading it
+  std::vector<char> zview_;                    // [L * nodes] per filler: left unfilled on level l
+  T* zero_row_ = nullptr;                      // this batch: a row of zeros, widest node
 
   // Distinct-input path. Per pull / per step: eligible (the pull's index) or -1.
   std::vector<int> dedup_pull_of_step_;        // GEMM steps that read only the pull

@@ -242,7 +242,9 @@ void Executor<T>::backward_step(const Step& s, int level) {
           in_views_[k] = {params_.param(param_ids_[param_of_node_[j]]), 0};
           out_views_[k] = {param_row_grad_[s.region][k], jn.width};  // summed below
         } else {
-          in_views_[k] = {in_ptr(j, rr.begin), in_ld(j)};
+          const bool zv = level >= 0 && zero_viewed(j, level);
+          in_views_[k] = zv ? ops::RowView<const T>{zero_row_, 0}
+                            : ops::RowView<const T>{in_ptr(j, rr.begin), in_ld(j)};
           out_views_[k] = {in_grad_ptr(j, rr.begin), in_ld(j)};
         }
       }

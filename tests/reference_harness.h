@@ -159,21 +159,24 @@ struct RunConfig {
   bool strided_views = true;  // false: every gather copies (vertex::CompileOptions)
   bool dedup_pulls = true;    // false: input GEMMs run per row (scheduler::ExecOptions)
   bool optimize_programs = true;  // false: fused programs as derived (vertex::CompileOptions)
+  bool zero_views = true;     // false: zero rows filled (scheduler::ExecOptions)
   std::string describe() const {
-    return fmt::format("{}, {}{}{}{}", fuse ? "fused" : "unfused",
+    return fmt::format("{}, {}{}{}{}{}", fuse ? "fused" : "unfused",
                        one_vertex_per_level ? "one vertex per level" : "batched",
                        strided_views ? "" : ", gathers copy (no strided views)",
                        dedup_pulls ? "" : ", input GEMMs per row",
-                       optimize_programs ? "" : ", fused programs unoptimized");
+                       optimize_programs ? "" : ", fused programs unoptimized",
+                       zero_views ? "" : ", zeros filled");
   }
 };
 
 // The last configuration takes the plain paths: gather copies, input GEMMs
-// per row instead of per distinct input id, fused programs as derived.
-inline const std::vector<RunConfig> kAllConfigs = {{true, false, true, true, true},
-                                                   {false, false, true, true, true},
-                                                   {true, true, true, true, true},
-                                                   {true, false, false, false, false}};
+// per row instead of per distinct input id, fused programs as derived, zero
+// rows filled.
+inline const std::vector<RunConfig> kAllConfigs = {{true, false, true, true, true, true},
+                                                   {false, false, true, true, true, true},
+                                                   {true, true, true, true, true, true},
+                                                   {true, false, false, false, false, false}};
 
 // Fills the arena's memory with NaN and resets it, so every buffer the runtime
 // takes from it starts as NaN: a row it forgets to write shows up as NaN.
@@ -245,6 +248,7 @@ Result run_runtime(const Model& m, const std::vector<scheduler::Graph>& graphs,
   }
   scheduler::ExecOptions eo;
   eo.dedup_pulls = cfg.dedup_pulls;
+  eo.zero_views = cfg.zero_views;
   scheduler::Executor<T> ex(plan, be, ps, arena, eo);
   if (!m.pull.empty()) ex.bind_pull(m.pull, "embed");
   scheduler::BatchOptions bo;
