@@ -53,6 +53,18 @@ struct EwInstr {
   float imm = 0.f;
 };
 
+inline EwInstr make_instr(EwOp op, EwArg d, EwArg a = {}, EwArg b = {}, int width = 0,
+                          float imm = 0.f) {
+  EwInstr in;
+  in.op = op;
+  in.d = d;
+  in.a = a;
+  in.b = b;
+  in.width = width;
+  in.imm = imm;
+  return in;
+}
+
 enum class RegKind : std::uint8_t { Input, Output, Temp };
 
 struct EwReg {

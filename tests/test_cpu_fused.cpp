@@ -16,14 +16,7 @@ namespace copse::ops {
 namespace {
 
 EwInstr instr(EwOp op, EwArg d, EwArg a = {}, EwArg b = {}, int width = 0, float imm = 0.f) {
-  EwInstr in;
-  in.op = op;
-  in.d = d;
-  in.a = a;
-  in.b = b;
-  in.width = width;
-  in.imm = imm;
-  return in;
+  return make_instr(op, d, a, b, width, imm);
 }
 
 EwReg reg(RegKind kind, int width, int ext = -1) { return EwReg{kind, width, ext}; }

@@ -171,13 +171,7 @@ TEST(FusedOptimize, RandomProgramsKeepTheirBitsDouble) { check_random_programs<d
 // Small programs with the expected result written out.
 
 EwInstr instr(EwOp op, EwArg d, EwArg a, EwArg b, int width) {
-  EwInstr in;
-  in.op = op;
-  in.d = d;
-  in.a = a;
-  in.b = b;
-  in.width = width;
-  return in;
+  return make_instr(op, d, a, b, width);
 }
 
 // One value computed in a temp and copied whole to two outputs (the Tree-LSTM's

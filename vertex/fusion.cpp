@@ -36,13 +36,7 @@ int add_reg(FusedProgram& p, RegKind kind, int width, int ext) {
 }
 
 void emit(FusedProgram& p, EwOp op, EwArg d, EwArg a, EwArg b, int width) {
-  EwInstr in;
-  in.op = op;
-  in.d = d;
-  in.a = a;
-  in.b = b;
-  in.width = width;
-  p.code.push_back(in);
+  p.code.push_back(ops::make_instr(op, d, a, b, width));
 }
 
 }  // namespace
