@@ -60,6 +60,22 @@ Executor<T>::Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend,
   find_zero_view_fillers();
 }
 
+// The GEMM steps (parts) of linear node `linear` (merged or not) that read `input`.
+template <typename T>
+std::vector<int> Executor<T>::gemm_parts_reading(int linear, int input) const {
+  std::vector<int> parts;
+  for (size_t k = 0; k < plan_.steps.size(); ++k) {
+    const Step& s = plan_.steps[k];
+    if (s.kind != StepKind::MatMul ||
+        std::find(s.part_inputs.begin(), s.part_inputs.end(), input) == s.part_inputs.end())
+      continue;
+    if (s.node == linear ||
+        std::find(s.mm_nodes.begin(), s.mm_nodes.end(), linear) != s.mm_nodes.end())
+      parts.push_back(static_cast<int>(k));
+  }
+  return parts;
+}
+
 // A level-phase gather step, or the first part of a level-phase GEMM, fills
 // its rows with zeros on the levels where it is all zeros. Those zeros are
 // needed only by readers other than level-phase fused programs, and by GEMM
@@ -110,19 +126,12 @@ void Executor<T>::find_zero_view_fillers() {
               plan_.regions[r].inputs.end())
         continue;  // a level-phase fused program: takes a zero row
       if (nd.op == Op::MatMul) {
-        bool found = false;
-        for (size_t k = 0; k < plan_.steps.size(); ++k) {
-          const Step& s = plan_.steps[k];
-          if (s.kind != StepKind::MatMul ||
-              std::find(s.part_inputs.begin(), s.part_inputs.end(), i) == s.part_inputs.end())
-            continue;
-          if (s.node != c && std::find(s.mm_nodes.begin(), s.mm_nodes.end(), c) == s.mm_nodes.end())
-            continue;
-          found = true;
-          if (s.phase != Phase::Level) bad[f] = 1;
-          zview_parts_[f].push_back(static_cast<int>(k));
+        const std::vector<int> parts = gemm_parts_reading(c, i);
+        for (int k : parts) {
+          if (plan_.steps[k].phase != Phase::Level) bad[f] = 1;
+          zview_parts_[f].push_back(k);
         }
-        if (found) continue;
+        if (!parts.empty()) continue;
       }
       bad[f] = 1;
     }
@@ -147,17 +156,8 @@ void Executor<T>::compute_zero_views() {
   std::vector<std::pair<int, int>> span(plan_.steps.size(), {-2, -2});
   for (int f = 0; f < num_nodes_; ++f) {
     if (!zview_ok_[f]) continue;
-    for (int k : zview_parts_[f]) {
-      if (span[k].first == -2) {
-        int first = -1, last = -1;
-        for (int l = 0; l < L; ++l)
-          if (!all_zero_at(plan_.steps[k].part_inputs, l)) {
-            if (first < 0) first = l;
-            last = l;
-          }
-        span[k] = {first, last};
-      }
-    }
+    for (int k : zview_parts_[f])
+      if (span[k].first == -2) span[k] = active_levels(plan_.steps[k].part_inputs);
     for (int l = 0; l < L; ++l) {
       if (!zero_at(f, l)) continue;
       bool ok = true;
@@ -198,18 +198,10 @@ void Executor<T>::find_dedup_pulls() {
     for (int n = P + 1; ok && n < num_nodes_; ++n) {
       const auto& nd = fn.nodes[n];
       if (std::find(nd.in.begin(), nd.in.end(), P) == nd.in.end()) continue;
-      int found = -1, count = 0;
-      for (size_t k = 0; k < plan_.steps.size(); ++k) {
-        const Step& s = plan_.steps[k];
-        if (s.kind != StepKind::MatMul) continue;
-        if (std::find(s.part_inputs.begin(), s.part_inputs.end(), P) == s.part_inputs.end()) continue;
-        if (s.node == n || std::find(s.mm_nodes.begin(), s.mm_nodes.end(), n) != s.mm_nodes.end()) {
-          ++count;
-          found = static_cast<int>(k);
-        }
-      }
-      ok = nd.op == Op::MatMul && count == 1;
+      const std::vector<int> parts = gemm_parts_reading(n, P);
+      ok = nd.op == Op::MatMul && parts.size() == 1;
       if (!ok) break;
+      const int found = parts[0];
       const Step& s = plan_.steps[found];
       ok = s.phase == Phase::Hoisted && s.domain == Domain::Vertex && s.first_part &&
            s.part_inputs.size() == 1 && s.part_inputs[0] == P;
@@ -375,14 +367,20 @@ bool Executor<T>::all_zero_at(const std::vector<int>& nodes, int level) const {
 // Rows of the levels where some node of `nodes` is not known to be zero, as
 // one span (first such level .. last such level).
 template <typename T>
-typename Executor<T>::Range Executor<T>::active_rows(const std::vector<int>& nodes,
-                                                     Domain d) const {
+std::pair<int, int> Executor<T>::active_levels(const std::vector<int>& nodes) const {
   int first = -1, last = -1;
   for (int l = 0; l < batch_->num_levels; ++l)
     if (!all_zero_at(nodes, l)) {
       if (first < 0) first = l;
       last = l;
     }
+  return {first, last};
+}
+
+template <typename T>
+typename Executor<T>::Range Executor<T>::active_rows(const std::vector<int>& nodes,
+                                                     Domain d) const {
+  const auto [first, last] = active_levels(nodes);
   if (first < 0) return {0, 0};
   return {rows_of(d, first).begin, rows_of(d, last).end};
 }

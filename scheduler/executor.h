@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "memory/arena.h"
@@ -135,6 +136,9 @@ class Executor {
   void compute_zero_levels();
   Range rows_of(vertex::Domain d, int level) const;  // level -1: all rows
   Range active_rows(const std::vector<int>& nodes, vertex::Domain d) const;
+  // First and last level where some node of `nodes` is not known to be zero ({-1, -1}: none).
+  std::pair<int, int> active_levels(const std::vector<int>& nodes) const;
+  std::vector<int> gemm_parts_reading(int linear, int input) const;
   bool zero_at(int node, int level) const { return zero_[level * num_nodes_ + node] != 0; }
   // Zero views (ExecOptions::zero_views): once per plan, the fill each node's
   // memory comes from and whether all its readers could take a zero row;
