@@ -82,6 +82,19 @@ cudaError_t optimizer_update_rows(cudaStream_t s, const OptimizerParams& p, int 
                                   const int* rows, int width, float* w, const float* g,
                                   float* s0, float* s1);
 
+// Non-finite checks of the updates above with the same arguments (write
+// nothing): an element whose new parameter or state value would be inf or
+// NaN lowers *first (device, ~0 when clear) to (tag << kNonFiniteTagShift) |
+// its offset from w (rows: row * width + column).
+constexpr int kNonFiniteTagShift = 40;
+cudaError_t optimizer_check(cudaStream_t s, const OptimizerParams& p, std::size_t n,
+                            const float* w, const float* g, const float* s0, const float* s1,
+                            int tag, unsigned long long* first);
+cudaError_t optimizer_check_rows(cudaStream_t s, const OptimizerParams& p, int n_rows,
+                                 const int* rows, int width, const float* w, const float* g,
+                                 const float* s0, const float* s1, int tag,
+                                 unsigned long long* first);
+
 // ---- fused programs: the generic interpreter ----
 // A program in device memory: registers and instructions as plain ints.
 struct DevReg {
