@@ -8,12 +8,17 @@
 # machine's toolkit or python3's NVIDIA wheels provide them.
 #
 #   scripts/device_bundle.sh [OUT_DIR]     (default: .device/, git-ignored)
+#   scripts/device_bundle.sh --from BUILD_DIR OUT_DIR
+#                                          packs BUILD_DIR as it is configured
+#                                          (CI: its -march=native build/, for
+#                                          the size check and bundle_smoke.sh;
+#                                          not a bundle for the GPU machine)
 #
 # It prints the bundle's size and fails when the bundle plus the repository's
 # files (tracked and untracked-not-ignored: they travel together) exceed
 # COPSE_BUNDLE_LIMIT_MIB (default 48; the GPU machine takes 64 MiB in all).
-# COPSE_DEVICE_BUILD_DIR (default build-device/) is the build it packs (CI
-# passes its build/, configured the same way); COPSE_CMAKE_ARGS are added.
+# COPSE_DEVICE_BUILD_DIR (default build-device/) is the build it configures
+# and packs; COPSE_CMAKE_ARGS are added to its configuration.
 # Then, on the GPU machine, from the repository root (carry .device):
 #   scripts/gpu_checks.sh                  (tests, sanitizers, NCCL, benchmarks)
 #   benchmarks/peers/run_gpu.sh            (the peer suite and bench_seq_lstm)
@@ -22,13 +27,24 @@
 set -euo pipefail
 me="device_bundle.sh"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="${1:-$root/.device}"
 build="${COPSE_DEVICE_BUILD_DIR:-$root/build-device}"
+from=0
+if [[ "${1:-}" == "--from" ]]; then
+  (($# == 3)) || { echo "$me: usage: $me --from BUILD_DIR OUT_DIR" >&2; exit 2; }
+  build="$2" from=1
+  shift 2
+  [[ -f "$build/CMakeCache.txt" ]] || { echo "$me: $build is not a configured build" >&2; exit 2; }
+fi
+out="${1:-$root/.device}"
 arch="${CMAKE_CUDA_ARCHITECTURES:-90}"
 limit_mib="${COPSE_BUNDLE_LIMIT_MIB:-48}"
 [[ "$limit_mib" =~ ^[0-9]+$ ]] || { echo "$me: COPSE_BUNDLE_LIMIT_MIB must be a whole number of MiB, got '$limit_mib'" >&2; exit 2; }
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCOPSE_WITH_CUDA=ON -DCOPSE_NATIVE=OFF \
-  -DCMAKE_CUDA_ARCHITECTURES="$arch" ${COPSE_CMAKE_ARGS:-} >/dev/null
+if ((!from)); then
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCOPSE_WITH_CUDA=ON -DCOPSE_NATIVE=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES="$arch" ${COPSE_CMAKE_ARGS:-} >/dev/null
+fi
+grep -q '^COPSE_WITH_CUDA:BOOL=ON' "$build/CMakeCache.txt" ||
+  { echo "$me: $build is not a CUDA build (COPSE_WITH_CUDA=OFF)" >&2; exit 2; }
 bins=(copse copse_tests bench_treelstm bench_models dump_first_batch)
 targets="$(cmake --build "$build" --target help)"
 # bench_seq_lstm exists only where CMake found cuDNN, copse_mpi_tests where MPI.
@@ -80,6 +96,12 @@ for f in "$out"/lib/*; do
   cp "$cache/$name.$stamp.xz" "$out/lib/$name.xz"
   rm "$f"
 done
+# What the GPU machine's scripts print first: how this bundle was built.
+{
+  echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  grep -E '^(COPSE_NATIVE|CMAKE_CUDA_ARCHITECTURES|COPSE_WITH_MPI|COPSE_WITH_NCCL|CMAKE_BUILD_TYPE):' \
+    "$build/CMakeCache.txt"
+} >"$out/build-info.txt"
 sst="$root/../shared/data/sst"
 if [[ -d "$sst" ]]; then
   cp "$sst"/{train,dev,test}.txt "$out/data/sst/"

@@ -35,6 +35,11 @@ bundle_env "$bundle" "$me" || exit 2
 bundle_check_libs "$me" "$bundle"/copse* "$bundle"/bench_* "$bundle"/dump_first_batch || exit 2
 out="${OUT:-$root/gpu-out}"
 mkdir -p "$out"
+if [[ -f "$bundle/build-info.txt" ]]; then
+  cp "$bundle/build-info.txt" "$out/"
+  grep -q '^COPSE_NATIVE:BOOL=ON' "$bundle/build-info.txt" &&
+    echo "$me: warning: this bundle was packed from a -march=native build (device_bundle.sh --from): its CPU code may fault here" >&2
+fi
 status=0
 step() {  # step NAME COMMAND...: runs it with its output in $out/NAME.log
   local name="$1"; shift
