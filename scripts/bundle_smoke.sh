@@ -7,6 +7,7 @@
 # it unpacks the bundle, checks that every binary finds its libraries, trains
 # a few steps on the CPU, trains with 2 ranks under the packed mpirun, and
 # runs the NCCL test under it (without a GPU: the clear "needs a GPU" error).
+# It runs on a copy of the bundle, which it leaves as it was.
 # Needs root (or user namespaces) for unshare -m; CI runs it after the bundle.
 #   scripts/bundle_smoke.sh [BUNDLE_DIR]        (default .device/)
 set -euo pipefail
@@ -18,8 +19,10 @@ bundle="$(cd "${1:-$root/.device}" 2>/dev/null && pwd)" ||
 if [[ -z "${COPSE_SMOKE_WORK:-}" ]]; then
   command -v unshare >/dev/null || { echo "$me: needs unshare (util-linux)" >&2; exit 2; }
   work="$(mktemp -d "${TMPDIR:-/tmp}/copse-smoke.XXXXXX")"
+  # A copy: unpacking oneDNN in BUNDLE itself would make it too big to carry.
+  cp -a "$bundle" "$work/bundle"
   rc=0
-  unshare -m env COPSE_SMOKE_WORK="$work" "$0" "$bundle" || rc=$?
+  unshare -m env COPSE_SMOKE_WORK="$work" "$0" "$work/bundle" || rc=$?
   # Only out here, where the namespace's bind mounts are gone, is it safe to
   # delete: inside, work/ holds views of the real CUDA libraries.
   rm -rf "$work"
