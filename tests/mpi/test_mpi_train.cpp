@@ -27,7 +27,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kCopse = std::string(COPSE_BINARY_DIR) + "/copse";
+// The build's copse and mpiexec, unless COPSE_TEST_BINARY_DIR and
+// COPSE_TEST_MPIEXEC name others (scripts/gpu_checks.sh runs the NCCL test
+// from the GPU bundle with its packed Open MPI).
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+const std::string kCopse = env_or("COPSE_TEST_BINARY_DIR", COPSE_BINARY_DIR) + "/copse";
+const std::string kMpiexec = env_or("COPSE_TEST_MPIEXEC", COPSE_MPIEXEC);
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -69,7 +77,7 @@ std::string mpi_env() {
 Result mpirun(int ranks, const std::string& args, const fs::path& dir, const std::string& env = "",
               const std::string& transport = "mpi") {
   return shell(fmt::format("{} {} {} --oversubscribe --bind-to none {} {} {} {} --transport {}",
-                           mpi_env(), env, COPSE_MPIEXEC, COPSE_MPIEXEC_NUMPROC_FLAG, ranks, kCopse,
+                           mpi_env(), env, kMpiexec, COPSE_MPIEXEC_NUMPROC_FLAG, ranks, kCopse,
                            args, transport),
                dir);
 }
