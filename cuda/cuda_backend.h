@@ -112,6 +112,12 @@ class CudaBackend final : public ops::Backend<float> {
                             const int* rows, int width, const float* p, const float* g,
                             const float* s0, const float* s1, int tag) override;
   NonFinite take_nonfinite() override;  // one wait
+  // The update kernels do not reduce what they write: never known.
+  memory::WrittenBounds take_written_bounds() override {
+    memory::WrittenBounds b;
+    b.known = false;
+    return b;
+  }
 
   void sync() override;
 

@@ -2,6 +2,7 @@
 // The kernels themselves are in ops/optimizer_cpu.h.
 #pragma once
 
+#include <algorithm>
 #include <string>
 
 namespace copse::memory {
@@ -22,6 +23,37 @@ struct OptimizerConfig {
   // Throws copse::Error naming the first out-of-range field.
   void validate() const;
 };
+
+// What an update wrote, as bounds (upper bounds on |value|; whether any
+// state value was negative, or -0), merged over calls. `known` is false when
+// a backend does not track them (CUDA).
+struct WrittenBounds {
+  bool known = true;
+  double p_max = 0, s_max[2] = {0, 0};
+  bool s_neg[2] = {false, false};
+  void widen(double p, double s0, double s1, bool neg0, bool neg1) {
+    p_max = std::max(p_max, p);
+    s_max[0] = std::max(s_max[0], s0);
+    s_max[1] = std::max(s_max[1], s1);
+    s_neg[0] = s_neg[0] || neg0;
+    s_neg[1] = s_neg[1] || neg1;
+  }
+  void widen(const WrittenBounds& o) {
+    known = known && o.known;
+    widen(o.p_max, o.s_max[0], o.s_max[1], o.s_neg[0], o.s_neg[1]);
+  }
+};
+
+// Whether the update of `c` at step t can only write finite values when
+// every parameter is at most b.p_max in magnitude, every state value of slot
+// k at most b.s_max[k] (and not negative where the rule takes its square
+// root), and every gradient at most grad_bound: each intermediate of the rule
+// is bounded in real arithmetic and the bound kept below limit / 8 (limit:
+// the largest value of the type), which float rounding cannot close. False
+// whenever it cannot tell (unknown bounds, eps = 0): the caller then checks
+// the update itself.
+bool update_stays_finite(const OptimizerConfig& c, long t, const WrittenBounds& b,
+                         double grad_bound, double limit);
 
 // "sgd", "adagrad", "adam" (case-insensitive); anything else throws a
 // copse::Error that lists the valid names.

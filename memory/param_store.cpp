@@ -289,6 +289,7 @@ void ParamStore<T>::init(std::uint64_t seed) {
         break;
     }
     backend_.upload(params_ + offset_[i], host.data(), host.size() * sizeof(T));
+    widen_params(host);
   }
 }
 
@@ -317,6 +318,8 @@ void ParamStore<T>::set_optimizer(const OptimizerConfig& cfg) {
       fail("[ParamStore::set_optimizer] {} could not allocate optimizer state", backend_.name());
     fill(state_, total_ * slots, T(0));
   }
+  bounds_.s_max[0] = bounds_.s_max[1] = 0;  // the state starts at zero
+  bounds_.s_neg[0] = bounds_.s_neg[1] = false;
   cfg_ = cfg;
   has_optimizer_ = true;
   optimizer_steps_ = 0;
@@ -400,7 +403,7 @@ void ParamStore<T>::scale_grads(T s) {
 // The tags of the non-finite checks: 0 is the dense buffer (offsets from
 // params_), 1 + id a sparse parameter's rows (offsets from its first row).
 template <typename T>
-std::string ParamStore<T>::prepare_step() {
+std::string ParamStore<T>::prepare_step(double grad_bound) {
   check_finalized("prepare_step");
   if (!has_optimizer_) fail("[ParamStore::prepare_step] called before set_optimizer()");
   if (prepared_)
@@ -411,7 +414,16 @@ std::string ParamStore<T>::prepare_step() {
     if (!std::isfinite(norm)) fail("[ParamStore::step] gradient norm is {}", norm);
     if (norm > cfg_.clip_norm) scale_grads(static_cast<T>(cfg_.clip_norm / norm));
   }
+  prepared_ = true;
+  if (!check_updates_) return "";
   const long t = optimizer_steps_ + 1;
+  // Clipped (or already within the clip), no entry exceeds the clip norm.
+  if (cfg_.clip_norm > 0.f && (grad_bound < 0 || grad_bound > cfg_.clip_norm))
+    grad_bound = cfg_.clip_norm;
+  if (update_stays_finite(cfg_, t, bounds_, grad_bound,
+                          static_cast<double>(std::numeric_limits<T>::max())))
+    return "";
+  ++elementwise_checks_;
   const T* s0 = state_;
   const T* s1 = state_slots_ > 1 ? state_ + total_ : nullptr;
   if (dense_ > 0) backend_.optimizer_check(cfg_, t, dense_, params_, grads_, s0, s1, 0);
@@ -422,7 +434,6 @@ std::string ParamStore<T>::prepare_step() {
                                   params_ + o, grads_ + o, s0 ? s0 + o : nullptr,
                                   s1 ? s1 + o : nullptr, 1 + i);
   }
-  prepared_ = true;
   return describe_nonfinite(backend_.take_nonfinite());
 }
 
@@ -444,6 +455,7 @@ void ParamStore<T>::apply_step() {
   const long t = optimizer_steps_;
   T* s0 = state_;
   T* s1 = state_slots_ > 1 ? state_ + total_ : nullptr;
+  backend_.take_written_bounds();  // nothing stale
   backend_.optimizer_update(cfg_, t, dense_, params_, grads_, s0, s1);
   for (int i : sparse_ids_) {
     const std::vector<int>& rows = touched_rows(i);
@@ -452,6 +464,7 @@ void ParamStore<T>::apply_step() {
                                    row_width(i), params_ + o, grads_ + o, s0 ? s0 + o : nullptr,
                                    s1 ? s1 + o : nullptr);
   }
+  bounds_.widen(backend_.take_written_bounds());
   finish_step();
   ++step_count_;
 }
@@ -488,6 +501,12 @@ void ParamStore<T>::step() {
 }
 
 template <typename T>
+void ParamStore<T>::widen_params(const std::vector<T>& values) {
+  for (T v : values) bounds_.p_max = std::max(bounds_.p_max, std::abs(static_cast<double>(v)));
+  if (!std::isfinite(bounds_.p_max)) bounds_.known = false;
+}
+
+template <typename T>
 std::vector<T> ParamStore<T>::get_flat_host(int which) const {
   check_finalized("get_flat_host");
   if (which < -1 || which >= state_slots_)
@@ -509,6 +528,15 @@ void ParamStore<T>::set_flat_host(int which, const std::vector<T>& values) {
     fail("[ParamStore::set_flat_host] buffer has {} elements, got {}", total_, values.size());
   T* dst = which < 0 ? params_ : state_ + total_ * which;
   backend_.upload(dst, values.data(), total_ * sizeof(T));
+  if (which < 0) {
+    widen_params(values);
+  } else if (which < 2) {
+    for (T v : values) {
+      bounds_.s_max[which] = std::max(bounds_.s_max[which], std::abs(static_cast<double>(v)));
+      bounds_.s_neg[which] = bounds_.s_neg[which] || std::signbit(v);
+    }
+    if (!std::isfinite(bounds_.s_max[which])) bounds_.known = false;
+  }
 }
 
 template <typename T>
@@ -535,6 +563,7 @@ void ParamStore<T>::set_host(int id, const std::vector<float>& values) {
          values.size());
   std::vector<T> host(values.begin(), values.end());
   backend_.upload(params_ + offset_[id], host.data(), host.size() * sizeof(T));
+  widen_params(host);
 }
 
 template class ParamStore<float>;

@@ -115,7 +115,25 @@ class ParamStore {
   //   stay as they were, as if the batch had never been seen.
   // Both clear the touched rows (they are still zeroed by the next
   // zero_grads()).
-  std::string prepare_step();
+  //
+  // grad_bound >= 0 promises that no gradient of this step exceeds it in
+  // magnitude (after the exchange; e.g. the sum of the workers' gradient
+  // norms, which bounds every entry of the summed gradient). The store then
+  // skips the element-wise check when bounds on its parameters and state
+  // (kept from what every update wrote, memory/optimizer.h) prove the update
+  // finite: in ordinary training every step, at no cost. Where they cannot
+  // (values near overflow, a backend that does not report bounds, no
+  // grad_bound) the element-wise check runs.
+  std::string prepare_step(double grad_bound = -1);
+  // Off, prepare_step() checks nothing (and always returns ""): only for
+  // measuring what the check costs (bench_treelstm --no-update-check).
+  void set_update_check(bool on) { check_updates_ = on; }
+  // Parameters or state were written other than through this store (e.g.
+  // through params_flat()): the bounds above are forgotten.
+  void note_external_write() { bounds_.known = false; }
+  // How many prepare_step() calls ran the element-wise check (the rest were
+  // proven finite by the bounds).
+  long elementwise_checks() const { return elementwise_checks_; }
   void apply_step();
   void discard_step();
   // prepare_step() and apply_step(); throws copse::Error naming the
@@ -148,6 +166,7 @@ class ParamStore {
   void scale_grads(T s);
   void release();
   void finish_step();  // the touched-row bookkeeping of apply/discard_step
+  void widen_params(const std::vector<T>& values);  // bounds_ after a host upload
   std::string describe_nonfinite(const typename ops::Backend<T>::NonFinite& at);
 
   ops::Backend<T>& backend_;
@@ -166,7 +185,10 @@ class ParamStore {
   long step_count_ = 0;
   long optimizer_steps_ = 0;  // since set_optimizer: Adam's t
   GradSync<T>* sync_ = nullptr;
-  bool prepared_ = false;  // prepare_step() ran; apply_step() or discard_step() is due
+  bool prepared_ = false;
+  bool check_updates_ = true;
+  WrittenBounds bounds_;  // on every parameter and state value
+  long elementwise_checks_ = 0;  // prepare_step() ran; apply_step() or discard_step() is due
 };
 
 }  // namespace copse::memory

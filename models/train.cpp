@@ -344,7 +344,8 @@ int run_train(const TrainOptions& given) {
               losses[r] += l;
               for (int lab : b.label) labels[r] += lab >= 0;
             }
-            maybe_inject_fault(fault, r, server->clock(r) + 1, wm.params());
+            for (auto phase : {FaultPhase::Gradient, FaultPhase::Exchange})
+              maybe_inject_fault(fault, r, server->clock(r) + 1, wm.params(), phase);
             server->push(r, wm.params());
             server->advance(r, wm.params());
           }
@@ -381,7 +382,7 @@ int run_train(const TrainOptions& given) {
       // by 1/(global batch) so that their sum is the batch's gradient.
       // Per local worker: loss, labelled roots, 1 if its gradient is not finite.
       auto shards = shard_batch(g, o.workers);
-      std::vector<std::vector<double>> part(local.size(), std::vector<double>(3, 0.0));
+      std::vector<std::vector<double>> part(local.size(), std::vector<double>(4, 0.0));
       const float scale = 1.0f / static_cast<float>(g.size());
       tr->run_local([&](int k) {
         auto& wps = workers[k].model->params();
@@ -391,9 +392,13 @@ int run_train(const TrainOptions& given) {
         GraphBatch b = scheduler::make_batch(shard);
         part[k][0] = workers[k].model->train_batch(b, scale);
         for (int l : b.label) part[k][1] += l >= 0;
+        maybe_inject_fault(fault, local[k], st.step + 1, wps, FaultPhase::Gradient);
         // Before the exchange each worker holds its own shard's gradient: the
-        // sum is finite iff every worker's norm is.
-        part[k][2] = std::isfinite(part[k][0]) && !std::isfinite(wps.grad_norm());
+        // sum is finite iff every worker's norm is, and no entry of the sum
+        // exceeds the sum of the norms (the bound the update check takes).
+        const double norm = wps.grad_norm();
+        part[k][2] = std::isfinite(part[k][0]) && !std::isfinite(norm);
+        part[k][3] = std::isfinite(norm) ? norm : 0.0;
       });
       const std::vector<double> sums = tr->sum(part, "gradient sync (losses)");
       const double loss = sums[0];
@@ -413,10 +418,12 @@ int run_train(const TrainOptions& given) {
       // another found non-finite).
       std::vector<std::vector<double>> bad(local.size(), std::vector<double>(1, 0.0));
       std::vector<std::string> bad_name(local.size());
+      // Rounding in the exchange's sums: a margin on the bound.
+      const double grad_bound = sums[3] * 1.001;
       tr->run_local([&](int k) {
         auto& wps = workers[k].model->params();
-        maybe_inject_fault(fault, local[k], st.step + 1, wps);
-        bad_name[k] = wps.prepare_step();
+        maybe_inject_fault(fault, local[k], st.step + 1, wps, FaultPhase::Exchange);
+        bad_name[k] = wps.prepare_step(grad_bound);
         bad[k][0] = bad_name[k].empty() ? 0.0 : 1.0;
       });
       const bool update_bad = tr->sum(bad, "the update check")[0] > 0;

@@ -189,9 +189,12 @@ bool omit_batch(TestFault& f, long step) {
   return true;
 }
 
-void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<float>& ps) {
+void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<float>& ps,
+                        FaultPhase phase) {
   if (f.kind == TestFault::None || f.kind == TestFault::Omit || f.worker != worker || f.fired)
     return;
+  const bool overflow = f.kind == TestFault::Overflow || f.kind == TestFault::OverflowAlways;
+  if (overflow != (phase == FaultPhase::Gradient)) return;
   if (f.kind == TestFault::OverflowAlways ? step < f.step : step != f.step) return;
   f.fired = f.kind == TestFault::Overflow;  // the skipped step's number comes again
   std::fprintf(stderr, "copse: test fault: worker %d, step %ld: %s\n", worker, step,
@@ -212,6 +215,7 @@ void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<
       break;
     case TestFault::Perturb:
       ps.params_flat()[0] += 1e-3f;
+      ps.note_external_write();
       break;
     case TestFault::Overflow:
     case TestFault::OverflowAlways: {

@@ -84,7 +84,11 @@ struct TestFault {
 TestFault test_fault_from_env(const std::string& transport);
 // Whether the batch of `step` is to be omitted (marks the omit fault done).
 bool omit_batch(TestFault& f, long step);
-// Acts on `f` if it is due for this worker and step.
-void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<float>& ps);
+// Acts on `f` if it is due for this worker and step and belongs to `phase`:
+// right after the backward pass, before the gradient is checked (overflow),
+// or just before the exchange (kill, hang, perturb).
+enum class FaultPhase { Gradient, Exchange };
+void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<float>& ps,
+                        FaultPhase phase);
 
 }  // namespace copse::models

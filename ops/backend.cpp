@@ -13,7 +13,7 @@ void Backend<T>::optimizer_update(const OptimizerConfig& c, long t, std::size_t 
                                   T* s0, T* s1) {
   if (!host_accessible())
     throw std::logic_error("internal error: backend " + name() + " lacks optimizer_update");
-  optimizer_update_host<T>(c, t, n, p, g, s0, s1);
+  optimizer_update_host<T>(c, t, n, p, g, s0, s1, &written_);
 }
 
 template <typename T>
@@ -21,7 +21,7 @@ void Backend<T>::optimizer_update_rows(const OptimizerConfig& c, long t, int n_r
                                        const int* rows, int width, T* p, const T* g, T* s0, T* s1) {
   if (!host_accessible())
     throw std::logic_error("internal error: backend " + name() + " lacks optimizer_update_rows");
-  optimizer_update_rows_host<T>(c, t, n_rows, rows, width, p, g, s0, s1);
+  optimizer_update_rows_host<T>(c, t, n_rows, rows, width, p, g, s0, s1, &written_);
 }
 
 template <typename T>
@@ -47,6 +47,15 @@ void Backend<T>::record_nonfinite(int tag, long offset) {
   if (!nonfinite_.found() || tag < nonfinite_.tag ||
       (tag == nonfinite_.tag && offset < nonfinite_.offset))
     nonfinite_ = {tag, offset};
+}
+
+template <typename T>
+memory::WrittenBounds Backend<T>::take_written_bounds() {
+  memory::WrittenBounds r = written_;
+  written_ = {};
+  // Only the host updates above widen written_: an override that does not
+  // call them leaves nothing known.
+  return r;
 }
 
 template <typename T>

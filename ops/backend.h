@@ -151,6 +151,10 @@ class Backend {
                                     const int* rows, int width, const T* p, const T* g,
                                     const T* s0, const T* s1, int tag);
   virtual NonFinite take_nonfinite();
+  // Bounds on what the optimizer updates since the last call wrote
+  // (memory/optimizer.h), and clears them; `known` is false on a backend
+  // that does not track them (CUDA: its update kernels do not reduce).
+  virtual memory::WrittenBounds take_written_bounds();
 
   // Waits for queued work (no-op on the CPU).
   virtual void sync() {}
@@ -161,6 +165,7 @@ class Backend {
 
  private:
   NonFinite nonfinite_;
+  memory::WrittenBounds written_;  // by the host updates since take_written_bounds()
 };
 
 template <typename T>

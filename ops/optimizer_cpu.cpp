@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common/error.h"
 
@@ -75,32 +76,85 @@ inline unsigned nonfinite(double x) {
   return (b & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
 }
 
-// Updates p[0:n] and the state in place. s0 / s1 may be null when the rule
-// does not use them (SGD without momentum; every rule but Adam for s1).
-template <typename T, typename Rule>
-void update_span(const Rule& rule, std::ptrdiff_t n, T* p, const T* g, T* s0, T* s1) {
-  T dummy0 = T(0), dummy1 = T(0);
-  if (!s0) {
-    for (std::ptrdiff_t i = 0; i < n; ++i) rule(p[i], g[i], dummy0, dummy1);
-  } else if (!s1) {
-    for (std::ptrdiff_t i = 0; i < n; ++i) rule(p[i], g[i], s0[i], dummy1);
-  } else {
-    for (std::ptrdiff_t i = 0; i < n; ++i) rule(p[i], g[i], s0[i], s1[i]);
+// The bits of |x| (ordered as |x| is, inf and NaN above every finite value)
+// and the sign bit, as integers: the bound reductions below vectorise.
+inline std::uint32_t abs_bits(float x) {
+  std::uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b & 0x7fffffffu;
+}
+inline std::uint64_t abs_bits(double x) {
+  std::uint64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b & 0x7fffffffffffffffull;
+}
+inline std::uint32_t sign_bit(float x) {
+  std::uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b >> 31;
+}
+inline std::uint64_t sign_bit(double x) {
+  std::uint64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b >> 63;
+}
+template <typename T>
+T from_bits(std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t> b) {
+  T x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+// Updates p[0:n] and the state in place, and widens `w` to the written
+// values. One loop per set of state slots, so that each vectorises.
+template <typename T, bool kS0, bool kS1, typename Rule>
+void update_loop(const Rule& rule, std::ptrdiff_t n, T* p, const T* g, T* s0, T* s1,
+                 WrittenBounds& w) {
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  Bits pm = 0, m0 = 0, m1 = 0, neg0 = 0, neg1 = 0;
+  for (std::ptrdiff_t i = 0; i < n; ++i) {
+    T a = kS0 ? s0[i] : T(0), b = kS1 ? s1[i] : T(0);
+    rule(p[i], g[i], a, b);
+    pm = std::max(pm, abs_bits(p[i]));
+    if (kS0) s0[i] = a, m0 = std::max(m0, abs_bits(a)), neg0 |= sign_bit(a);
+    if (kS1) s1[i] = b, m1 = std::max(m1, abs_bits(b)), neg1 |= sign_bit(b);
   }
+  w.widen(static_cast<double>(from_bits<T>(pm)), static_cast<double>(from_bits<T>(m0)),
+          static_cast<double>(from_bits<T>(m1)), neg0 != 0, neg1 != 0);
+}
+
+template <typename T, typename Rule>
+void update_span(const Rule& rule, std::ptrdiff_t n, T* p, const T* g, T* s0, T* s1,
+                 WrittenBounds& w) {
+  if (!s0)
+    update_loop<T, false, false>(rule, n, p, g, s0, s1, w);
+  else if (!s1)
+    update_loop<T, true, false>(rule, n, p, g, s0, s1, w);
+  else
+    update_loop<T, true, true>(rule, n, p, g, s0, s1, w);
 }
 
 // Whether the update of [0, n) would write any non-finite parameter or
-// state value; writes nothing.
-template <typename T, typename Rule>
-bool check_span(const Rule& rule, std::ptrdiff_t n, const T* p, const T* g, const T* s0,
+// state value; writes nothing. One loop per set of state slots, so that each
+// vectorises.
+template <typename T, bool kS0, bool kS1, typename Rule>
+bool check_loop(const Rule& rule, std::ptrdiff_t n, const T* p, const T* g, const T* s0,
                 const T* s1) {
   unsigned bad = 0;
   for (std::ptrdiff_t i = 0; i < n; ++i) {
-    T np = p[i], n0 = s0 ? s0[i] : T(0), n1 = s1 ? s1[i] : T(0);
+    T np = p[i], n0 = kS0 ? s0[i] : T(0), n1 = kS1 ? s1[i] : T(0);
     rule(np, g[i], n0, n1);
-    bad |= nonfinite(np) | (s0 ? nonfinite(n0) : 0u) | (s1 ? nonfinite(n1) : 0u);
+    bad |= nonfinite(np) | (kS0 ? nonfinite(n0) : 0u) | (kS1 ? nonfinite(n1) : 0u);
   }
   return bad != 0;
+}
+
+template <typename T, typename Rule>
+bool check_span(const Rule& rule, std::ptrdiff_t n, const T* p, const T* g, const T* s0,
+                const T* s1) {
+  if (!s0) return check_loop<T, false, false>(rule, n, p, g, s0, s1);
+  if (!s1) return check_loop<T, true, false>(rule, n, p, g, s0, s1);
+  return check_loop<T, true, true>(rule, n, p, g, s0, s1);
 }
 
 // The first i in [0, n) whose update is not finite, or -1 (the rare path
@@ -128,15 +182,6 @@ void parallel_blocks(std::size_t n, Body body) {
     std::ptrdiff_t begin = total * tid / nt, end = total * (tid + 1) / nt;
     if (end > begin) body(begin, end - begin);
   }
-}
-
-// Calls body(row offset in elements) for each listed row.
-template <typename Body>
-void for_rows(int n_rows, const int* rows, int width, Body body) {
-  COPSE_ASSERT(n_rows >= 0 && width >= 0);
-  const bool parallel = static_cast<std::ptrdiff_t>(n_rows) * width >= kParallelMin;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int i = 0; i < n_rows; ++i) body(static_cast<std::ptrdiff_t>(rows[i]) * width);
 }
 
 template <typename T>
@@ -188,11 +233,15 @@ T* at(T* x, std::ptrdiff_t o) {
 
 template <typename T>
 void optimizer_update_host(const memory::OptimizerConfig& c, long t, std::size_t n, T* p,
-                           const T* g, T* s0, T* s1) {
+                           const T* g, T* s0, T* s1, WrittenBounds* written) {
   used_slots<T>(c, s0, s1);
   with_rule<T>(c, t, [&](const auto& rule) {
     parallel_blocks(n, [&](std::ptrdiff_t b, std::ptrdiff_t k) {
-      update_span<T>(rule, k, p + b, g + b, at(s0, b), at(s1, b));
+      WrittenBounds mine;
+      update_span<T>(rule, k, p + b, g + b, at(s0, b), at(s1, b), mine);
+      if (!written) return;
+#pragma omp critical(copse_optimizer_bounds)
+      written->widen(mine);
     });
     return 0;
   });
@@ -200,12 +249,25 @@ void optimizer_update_host(const memory::OptimizerConfig& c, long t, std::size_t
 
 template <typename T>
 void optimizer_update_rows_host(const memory::OptimizerConfig& c, long t, int n_rows,
-                                const int* rows, int width, T* p, const T* g, T* s0, T* s1) {
+                                const int* rows, int width, T* p, const T* g, T* s0, T* s1,
+                                WrittenBounds* written) {
   used_slots<T>(c, s0, s1);
   with_rule<T>(c, t, [&](const auto& rule) {
-    for_rows(n_rows, rows, width, [&](std::ptrdiff_t o) {
-      update_span<T>(rule, width, p + o, g + o, at(s0, o), at(s1, o));
-    });
+    WrittenBounds all;
+    // Rows in parallel: each thread widens its own bounds, merged after.
+    const bool parallel = static_cast<std::ptrdiff_t>(n_rows) * width >= kParallelMin;
+#pragma omp parallel if (parallel)
+    {
+      WrittenBounds mine;
+#pragma omp for schedule(static)
+      for (int i = 0; i < n_rows; ++i) {
+        const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(rows[i]) * width;
+        update_span<T>(rule, width, p + o, g + o, at(s0, o), at(s1, o), mine);
+      }
+#pragma omp critical(copse_optimizer_bounds)
+      all.widen(mine);
+    }
+    if (written) written->widen(all);
     return 0;
   });
 }
@@ -247,9 +309,10 @@ long optimizer_check_rows_host(const memory::OptimizerConfig& c, long t, int n_r
 
 #define COPSE_INSTANTIATE_OPTIMIZERS(T)                                                         \
   template void optimizer_update_host<T>(const memory::OptimizerConfig&, long, std::size_t, T*, \
-                                         const T*, T*, T*);                                     \
+                                         const T*, T*, T*, WrittenBounds*);                     \
   template void optimizer_update_rows_host<T>(const memory::OptimizerConfig&, long, int,        \
-                                              const int*, int, T*, const T*, T*, T*);           \
+                                              const int*, int, T*, const T*, T*, T*,            \
+                                              WrittenBounds*);                                  \
   template long optimizer_check_host<T>(const memory::OptimizerConfig&, long, std::size_t,      \
                                         const T*, const T*, const T*, const T*);                \
   template long optimizer_check_rows_host<T>(const memory::OptimizerConfig&, long, int,         \

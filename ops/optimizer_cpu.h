@@ -25,12 +25,17 @@
 
 namespace copse::ops {
 
+using memory::WrittenBounds;
+
+// The updates; `written` (may be null) is widened to bound what they wrote
+// (memory/optimizer.h).
 template <typename T>
 void optimizer_update_host(const memory::OptimizerConfig& c, long t, std::size_t n, T* p,
-                           const T* g, T* s0, T* s1);
+                           const T* g, T* s0, T* s1, WrittenBounds* written = nullptr);
 template <typename T>
 void optimizer_update_rows_host(const memory::OptimizerConfig& c, long t, int n_rows,
-                                const int* rows, int width, T* p, const T* g, T* s0, T* s1);
+                                const int* rows, int width, T* p, const T* g, T* s0, T* s1,
+                                WrittenBounds* written = nullptr);
 
 // Non-finite checks: what the update with the same arguments would write
 // (parameters and state), computed by the same code and written nowhere.

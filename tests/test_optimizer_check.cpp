@@ -97,6 +97,85 @@ void check_rule(const OptimizerConfig& c, std::mt19937& rng) {
   }
 }
 
+// The bound test that lets the store skip the element-wise check is sound:
+// whenever it says an update stays finite, the update writes no inf or NaN.
+// It also says so for ordinary magnitudes, and not near overflow.
+template <typename T>
+void check_bounds_sound(const OptimizerConfig& c, std::mt19937& rng, int* proved, int* refused) {
+  const std::size_t n = 64;
+  std::uniform_real_distribution<double> e(-4.0, std::is_same_v<T, float> ? 38.5 : 308.0);
+  for (int trial = 0; trial < 400; ++trial) {
+    // One magnitude per array, so that whole arrays sit near or far from overflow.
+    const double mp = std::pow(10.0, e(rng)), mg = std::pow(10.0, e(rng)),
+                 ms = std::pow(10.0, e(rng));
+    std::uniform_real_distribution<double> u(-1, 1);
+    std::vector<T> p(n), g(n), s0(n), s1(n);
+    memory::WrittenBounds b;
+    double gmax = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      p[i] = static_cast<T>(u(rng) * mp);
+      g[i] = static_cast<T>(u(rng) * mg);
+      s0[i] = static_cast<T>(c.kind == OptimizerConfig::Sgd ? u(rng) * ms : std::abs(u(rng)) * ms);
+      s1[i] = static_cast<T>(std::abs(u(rng)) * ms);
+      b.widen(std::abs(double(p[i])), std::abs(double(s0[i])), std::abs(double(s1[i])),
+              std::signbit(s0[i]), std::signbit(s1[i]));
+      gmax = std::max(gmax, std::abs(double(g[i])));
+    }
+    const long t = 1 + trial % 3;
+    const bool finite = memory::update_stays_finite(
+        c, t, b, gmax, static_cast<double>(std::numeric_limits<T>::max()));
+    (finite ? *proved : *refused) += 1;
+    if (finite) {
+      ASSERT_EQ(ops::optimizer_check_host<T>(c, t, n, p.data(), g.data(), s0.data(), s1.data()), -1)
+          << "kind " << c.kind << ": proved finite, but the update overflows (p " << mp << ", g "
+          << mg << ", s " << ms << ")";
+    }
+  }
+}
+
+TEST(OptimizerCheck, BoundsThatProveAnUpdateFiniteAreSound) {
+  std::mt19937 rng(5);
+  for (const auto& c : configs()) {
+    int proved = 0, refused = 0;
+    check_bounds_sound<float>(c, rng, &proved, &refused);
+    check_bounds_sound<double>(c, rng, &proved, &refused);
+    EXPECT_GT(proved, 100) << "kind " << c.kind;
+    EXPECT_GT(refused, 20) << "kind " << c.kind;
+  }
+}
+
+// With a gradient bound and ordinary values the store skips the
+// element-wise check; without one (or near overflow) it runs it.
+TEST(OptimizerCheck, StoreChecksElementwiseOnlyWhenBoundsCannotProveTheUpdateFinite) {
+  for (const auto& c : configs()) {
+    test_support::HostTestBackend<float> be;
+    memory::ParamStore<float> s(be);
+    s.add({"W", {8, 8}});
+    s.finalize();
+    s.init(1);
+    s.set_optimizer(c);
+    auto step = [&](float gval, double bound) {
+      s.zero_grads();
+      for (std::size_t i = 0; i < s.dense_elements(); ++i) s.grads_flat()[i] = gval;
+      const std::string bad = s.prepare_step(bound);
+      if (bad.empty())
+        s.apply_step();
+      else
+        s.discard_step();
+      return bad;
+    };
+    for (int k = 0; k < 5; ++k) EXPECT_EQ(step(0.1f, 0.1), "");
+    EXPECT_EQ(s.elementwise_checks(), 0) << "kind " << c.kind;
+    EXPECT_EQ(step(0.1f, -1), "");  // no bound: checked
+    EXPECT_EQ(s.elementwise_checks(), 1);
+    EXPECT_EQ(step(3e38f, 3e38), "W");  // the bound cannot prove it: checked, and refused
+    EXPECT_EQ(s.elementwise_checks(), 2);
+    s.note_external_write();
+    EXPECT_EQ(step(0.1f, 0.1), "");  // bounds forgotten: checked
+    EXPECT_EQ(s.elementwise_checks(), 3);
+  }
+}
+
 TEST(OptimizerCheck, VerdictIsExactlyWhetherTheUpdateWritesANonFiniteValue) {
   std::mt19937 rng(11);
   for (const auto& c : configs()) {
