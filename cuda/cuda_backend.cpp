@@ -16,7 +16,9 @@
 
 #include "common/error.h"
 #include "cuda/fused_codegen.h"
+#include "cuda/fused_launch.h"
 #include "cuda/kernels.h"
+#include "cuda/nvrtc_compile.h"
 
 namespace copse::cuda {
 
@@ -158,17 +160,6 @@ struct CudaBackend::Impl {
     ++stats.syncs;
   }
 
-  // Warps per block and dynamic shared memory for a program's scratch.
-  void launch_shape(const ops::FusedProgram& prog, FusedEntry& e) const {
-    const std::size_t per_warp = sizeof(float) * static_cast<std::size_t>(prog.scratch_width);
-    if (per_warp > static_cast<std::size_t>(max_smem))
-      fail("[cuda] fused program '{}' needs {} bytes of scratch per row; {} allows at most {} "
-           "bytes of shared memory per block",
-           prog.name, per_warp, prop.name, max_smem);
-    e.warps = per_warp == 0 ? 8 : static_cast<int>(std::min<std::size_t>(8, max_smem / per_warp));
-    e.smem = per_warp * e.warps;
-  }
-
   FusedEntry& entry(const ops::FusedProgram& prog) {
     auto it = fused.find(prog.fingerprint);
     if (it != fused.end()) return it->second;
@@ -178,7 +169,9 @@ struct CudaBackend::Impl {
       fail("[cuda] fused program '{}' has {} inputs and outputs; at most {} are supported",
            prog.name, prog.num_inputs + prog.num_outputs, kernels::kMaxViews);
     FusedEntry e;
-    launch_shape(prog, e);
+    const FusedShape shape = fused_shape(prog, max_smem, prop.name);
+    e.warps = shape.warps;
+    e.smem = shape.smem;
     // The interpreter's copy of the program.
     std::vector<kernels::DevReg> regs;
     for (size_t r = 0; r < prog.regs.size(); ++r) {
@@ -237,12 +230,7 @@ struct CudaBackend::Impl {
                  const ops::RowView<float>* outputs, bool interpret) {
     if (rows <= 0 || prog.code.empty()) return;
     FusedEntry& e = entry(prog);
-    kernels::FusedArgs args{};
-    args.rows = rows;
-    for (int i = 0; i < prog.num_inputs; ++i)
-      args.v[i] = {const_cast<float*>(inputs[i].ptr), inputs[i].ld};
-    for (int o = 0; o < prog.num_outputs; ++o)
-      args.v[prog.num_inputs + o] = {outputs[o].ptr, outputs[o].ld};
+    kernels::FusedArgs args = fused_args(prog, rows, inputs, outputs);
     if (e.kernel && !interpret) {
       void* params[] = {&args};
       const dim3 grid((rows + e.warps - 1) / e.warps), block(32 * e.warps);
