@@ -143,8 +143,8 @@ __global__ void scale_k(std::size_t n, float f, float* x) {
     x[i] *= f;
 }
 
-__global__ void fill_listed_rows_k(int n_rows, const int* __restrict__ rows, int width,
-                                   float value, float* base) {
+__global__ void fill_listed_rows_k(int n_rows, const int* __restrict__ rows, int width, float value,
+                                   float* base) {
   const int r = warp_row();
   if (r >= n_rows) return;
   float* d = base + static_cast<long>(rows[r]) * width;
@@ -176,7 +176,8 @@ __device__ inline double block_sum(double v, double* tmp) {
   if (lane() == 0) tmp[threadIdx.x >> 5] = v;
   __syncthreads();
   double s = 0;
-  if (threadIdx.x < 32) s = warp_sum(static_cast<int>(threadIdx.x) < kWarps ? tmp[threadIdx.x] : 0.0);
+  if (threadIdx.x < 32)
+    s = warp_sum(static_cast<int>(threadIdx.x) < kWarps ? tmp[threadIdx.x] : 0.0);
   __syncthreads();
   return s;
 }
@@ -325,8 +326,7 @@ __global__ void optimizer_rows_k(OptimizerParams p, int n_rows, const int* __res
 __device__ inline float sigmoidf_(float x) { return 1.f / (1.f + expf(-x)); }
 
 __global__ void interpreter_k(FusedArgs args, const DevReg* __restrict__ regs,
-                              const DevInstr* __restrict__ code, int num_instr,
-                              int scratch_width) {
+                              const DevInstr* __restrict__ code, int num_instr, int scratch_width) {
   extern __shared__ float smem[];
   const int warps = blockDim.x >> 5;
   const int w = threadIdx.x >> 5, ln = threadIdx.x & 31;
@@ -347,25 +347,63 @@ __global__ void interpreter_k(FusedArgs args, const DevReg* __restrict__ regs,
     const float* b = in.b_reg >= 0 ? base(in.b_reg) + in.b_col : nullptr;
     for (int j = ln; j < in.width; j += 32) {
       switch (static_cast<EwOp>(in.op)) {
-        case EwOp::Copy: d[j] = a[j]; break;
-        case EwOp::Zero: d[j] = 0.f; break;
-        case EwOp::Add: d[j] = a[j] + b[j]; break;
-        case EwOp::Sub: d[j] = a[j] - b[j]; break;
-        case EwOp::Mul: d[j] = a[j] * b[j]; break;
-        case EwOp::Sigmoid: d[j] = sigmoidf_(a[j]); break;
-        case EwOp::Tanh: d[j] = tanhf(a[j]); break;
-        case EwOp::Relu: d[j] = a[j] < 0.f ? 0.f : a[j]; break;
-        case EwOp::AddTo: d[j] += a[j]; break;
-        case EwOp::SubTo: d[j] -= a[j]; break;
-        case EwOp::MulAddTo: d[j] += a[j] * b[j]; break;
-        case EwOp::SigmoidGradAddTo: d[j] += a[j] * b[j] * (1.f - b[j]); break;
-        case EwOp::TanhGradAddTo: d[j] += a[j] * (1.f - b[j] * b[j]); break;
-        case EwOp::ReluGradAddTo: d[j] += b[j] > 0.f ? a[j] : 0.f; break;
-        case EwOp::ScaleAddTo: d[j] += in.imm * a[j]; break;
-        case EwOp::Neg: d[j] = -a[j]; break;
-        case EwOp::SigmoidGrad: d[j] = a[j] * b[j] * (1.f - b[j]); break;
-        case EwOp::TanhGrad: d[j] = a[j] * (1.f - b[j] * b[j]); break;
-        case EwOp::ReluGrad: d[j] = b[j] > 0.f ? a[j] : 0.f; break;
+        case EwOp::Copy:
+          d[j] = a[j];
+          break;
+        case EwOp::Zero:
+          d[j] = 0.f;
+          break;
+        case EwOp::Add:
+          d[j] = a[j] + b[j];
+          break;
+        case EwOp::Sub:
+          d[j] = a[j] - b[j];
+          break;
+        case EwOp::Mul:
+          d[j] = a[j] * b[j];
+          break;
+        case EwOp::Sigmoid:
+          d[j] = sigmoidf_(a[j]);
+          break;
+        case EwOp::Tanh:
+          d[j] = tanhf(a[j]);
+          break;
+        case EwOp::Relu:
+          d[j] = a[j] < 0.f ? 0.f : a[j];
+          break;
+        case EwOp::AddTo:
+          d[j] += a[j];
+          break;
+        case EwOp::SubTo:
+          d[j] -= a[j];
+          break;
+        case EwOp::MulAddTo:
+          d[j] += a[j] * b[j];
+          break;
+        case EwOp::SigmoidGradAddTo:
+          d[j] += a[j] * b[j] * (1.f - b[j]);
+          break;
+        case EwOp::TanhGradAddTo:
+          d[j] += a[j] * (1.f - b[j] * b[j]);
+          break;
+        case EwOp::ReluGradAddTo:
+          d[j] += b[j] > 0.f ? a[j] : 0.f;
+          break;
+        case EwOp::ScaleAddTo:
+          d[j] += in.imm * a[j];
+          break;
+        case EwOp::Neg:
+          d[j] = -a[j];
+          break;
+        case EwOp::SigmoidGrad:
+          d[j] = a[j] * b[j] * (1.f - b[j]);
+          break;
+        case EwOp::TanhGrad:
+          d[j] = a[j] * (1.f - b[j] * b[j]);
+          break;
+        case EwOp::ReluGrad:
+          d[j] = b[j] > 0.f ? a[j] : 0.f;
+          break;
       }
     }
     __syncwarp();
@@ -376,14 +414,15 @@ __global__ void interpreter_k(FusedArgs args, const DevReg* __restrict__ regs,
 
 cudaError_t gather_rows(cudaStream_t s, int n, int width, const float* src, long ld_src,
                         const int* idx, float* dst, long ld_dst) {
-  COPSE_LAUNCH(gather_rows_k, blocks_for_rows(n), kThreads, 0, s)(n, width, src, ld_src, idx, dst, ld_dst);
+  COPSE_LAUNCH(gather_rows_k, blocks_for_rows(n), kThreads, 0, s)
+  (n, width, src, ld_src, idx, dst, ld_dst);
   return cudaGetLastError();
 }
 
 cudaError_t scatter_add_rows(cudaStream_t s, int n, int width, const float* src, long ld_src,
                              const int* idx, float* dst, long ld_dst) {
-  COPSE_LAUNCH(scatter_add_rows_k, blocks_for_rows(n), kThreads, 0, s)(n, width, src, ld_src, idx, dst,
-                                                             ld_dst);
+  COPSE_LAUNCH(scatter_add_rows_k, blocks_for_rows(n), kThreads, 0, s)
+  (n, width, src, ld_src, idx, dst, ld_dst);
   return cudaGetLastError();
 }
 
@@ -401,8 +440,8 @@ cudaError_t scatter_add_rows_batched(cudaStream_t s, const RowJobs& jobs) {
 
 cudaError_t segment_sum(cudaStream_t s, int n, int width, const int* ptr, const float* src,
                         long ld_src, float* dst, long ld_dst, bool mean, bool accumulate) {
-  COPSE_LAUNCH(segment_sum_k, blocks_for_rows(n), kThreads, 0, s)(n, width, ptr, src, ld_src, dst, ld_dst,
-                                                        mean, accumulate);
+  COPSE_LAUNCH(segment_sum_k, blocks_for_rows(n), kThreads, 0, s)
+  (n, width, ptr, src, ld_src, dst, ld_dst, mean, accumulate);
   return cudaGetLastError();
 }
 
@@ -415,8 +454,8 @@ cudaError_t copy_rows(cudaStream_t s, int rows, int width, const float* src, lon
     COPSE_LAUNCH(copy_flat_k, blocks_for(n, kThreads), kThreads, 0, s)(n, src, dst, accumulate);
     return cudaGetLastError();
   }
-  COPSE_LAUNCH(copy_rows_k, blocks_for_rows(rows), kThreads, 0, s)(rows, width, src, ld_src, dst, ld_dst,
-                                                         accumulate);
+  COPSE_LAUNCH(copy_rows_k, blocks_for_rows(rows), kThreads, 0, s)
+  (rows, width, src, ld_src, dst, ld_dst, accumulate);
   return cudaGetLastError();
 }
 
@@ -430,8 +469,7 @@ cudaError_t fill_rows(cudaStream_t s, int rows, int width, float value, float* d
   return cudaGetLastError();
 }
 
-cudaError_t scale_rows(cudaStream_t s, int rows, int width, const float* scale, float* x,
-                       long ld) {
+cudaError_t scale_rows(cudaStream_t s, int rows, int width, const float* scale, float* x, long ld) {
   COPSE_LAUNCH(scale_rows_k, blocks_for_rows(rows), kThreads, 0, s)(rows, width, scale, x, ld);
   return cudaGetLastError();
 }
@@ -449,14 +487,15 @@ cudaError_t scale(cudaStream_t s, std::size_t n, float factor, float* x) {
 
 cudaError_t fill_listed_rows(cudaStream_t s, int n_rows, const int* rows, int width, float value,
                              float* base) {
-  COPSE_LAUNCH(fill_listed_rows_k, blocks_for_rows(n_rows), kThreads, 0, s)(n_rows, rows, width, value,
-                                                                  base);
+  COPSE_LAUNCH(fill_listed_rows_k, blocks_for_rows(n_rows), kThreads, 0, s)
+  (n_rows, rows, width, value, base);
   return cudaGetLastError();
 }
 
 cudaError_t scale_listed_rows(cudaStream_t s, int n_rows, const int* rows, int width, float f,
                               float* base) {
-  COPSE_LAUNCH(scale_listed_rows_k, blocks_for_rows(n_rows), kThreads, 0, s)(n_rows, rows, width, f, base);
+  COPSE_LAUNCH(scale_listed_rows_k, blocks_for_rows(n_rows), kThreads, 0, s)
+  (n_rows, rows, width, f, base);
   return cudaGetLastError();
 }
 
@@ -469,7 +508,8 @@ cudaError_t sum_squares(cudaStream_t s, std::size_t n, const float* x, double* p
 
 cudaError_t sum_squares_listed_rows(cudaStream_t s, int n_rows, const int* rows, int width,
                                     const float* base, double* partial, double* out) {
-  COPSE_LAUNCH(sum_squares_listed_k, kReduceBlocks, kThreads, kReduceSmem, s)(n_rows, rows, width, base, partial);
+  COPSE_LAUNCH(sum_squares_listed_k, kReduceBlocks, kThreads, kReduceSmem, s)
+  (n_rows, rows, width, base, partial);
   COPSE_LAUNCH(finish_sum_k, 1, kThreads, kReduceSmem, s)(partial, kReduceBlocks, out);
   return cudaGetLastError();
 }
@@ -477,9 +517,8 @@ cudaError_t sum_squares_listed_rows(cudaStream_t s, int n_rows, const int* rows,
 cudaError_t softmax_xent(cudaStream_t s, int rows, int classes, const float* logits, long ld,
                          const int* labels, float scale, float* dlogits, long ld_d, int* pred,
                          double* row_loss, int* row_hit, double* out, int* bad_label) {
-  COPSE_LAUNCH(softmax_xent_k, blocks_for_rows(rows), kThreads, 0, s)(rows, classes, logits, ld, labels,
-                                                            scale, dlogits, ld_d, pred, row_loss,
-                                                            row_hit, bad_label);
+  COPSE_LAUNCH(softmax_xent_k, blocks_for_rows(rows), kThreads, 0, s)
+  (rows, classes, logits, ld, labels, scale, dlogits, ld_d, pred, row_loss, row_hit, bad_label);
   COPSE_LAUNCH(softmax_finish_k, 1, kThreads, kReduceSmem, s)(rows, row_loss, row_hit, out);
   return cudaGetLastError();
 }
@@ -492,11 +531,11 @@ cudaError_t optimizer_update(cudaStream_t s, const OptimizerParams& p, std::size
 }
 
 cudaError_t optimizer_update_rows(cudaStream_t s, const OptimizerParams& p, int n_rows,
-                                  const int* rows, int width, float* w, const float* g,
-                                  float* s0, float* s1) {
+                                  const int* rows, int width, float* w, const float* g, float* s0,
+                                  float* s1) {
   if (n_rows <= 0) return cudaSuccess;
-  COPSE_LAUNCH(optimizer_rows_k, blocks_for_rows(n_rows), kThreads, 0, s)(p, n_rows, rows, width, w, g, s0,
-                                                                 s1);
+  COPSE_LAUNCH(optimizer_rows_k, blocks_for_rows(n_rows), kThreads, 0, s)
+  (p, n_rows, rows, width, w, g, s0, s1);
   return cudaGetLastError();
 }
 
@@ -505,6 +544,7 @@ cudaError_t run_interpreter(cudaStream_t s, const FusedArgs& args, const DevReg*
                             int scratch_width, int warps) {
   const int blocks = (args.rows + warps - 1) / warps;
   const std::size_t smem = sizeof(float) * static_cast<std::size_t>(scratch_width) * warps;
-  COPSE_LAUNCH(interpreter_k, blocks, warps * 32, smem, s)(args, regs, code, num_instr, scratch_width);
+  COPSE_LAUNCH(interpreter_k, blocks, warps * 32, smem, s)
+  (args, regs, code, num_instr, scratch_width);
   return cudaGetLastError();
 }

@@ -8,13 +8,13 @@
 #include <ucontext.h>
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -70,10 +70,9 @@ class Block {
 
 // ---- Threads --------------------------------------------------------------
 
-constexpr auto kBarrierTimeout = std::chrono::seconds(120);
-
 // A barrier whose participants may leave (a thread that returns no longer
-// counts, as on a GPU).
+// counts, as on a GPU). Waiters sleep on the generation (a futex), so the
+// last arrival wakes them all with one call and none retakes the mutex.
 class Barrier {
  public:
   void reset(int n) {
@@ -82,29 +81,27 @@ class Barrier {
   }
   void arrive_and_wait() {
     std::unique_lock<std::mutex> lock(m_);
-    const unsigned long gen = gen_;
-    if (++arrived_ >= expected_) return open();
-    if (!cv_.wait_for(lock, kBarrierTimeout, [&] { return gen_ != gen; }))
-      throw std::runtime_error(
-          "[cuda emu] a barrier waited 120 s: a __syncthreads or __syncwarp "
-          "that some threads of the block never reach");
+    const unsigned gen = gen_.load(std::memory_order_relaxed);
+    if (++arrived_ >= expected_) return open(lock);
+    lock.unlock();
+    while (gen_.load(std::memory_order_acquire) == gen) gen_.wait(gen, std::memory_order_acquire);
   }
   void leave() {
-    std::lock_guard<std::mutex> lock(m_);
+    std::unique_lock<std::mutex> lock(m_);
     --expected_;
-    if (arrived_ > 0 && arrived_ >= expected_) open();
+    if (arrived_ > 0 && arrived_ >= expected_) open(lock);
   }
 
  private:
-  void open() {
+  void open(std::unique_lock<std::mutex>& lock) {
     arrived_ = 0;
-    ++gen_;
-    cv_.notify_all();
+    gen_.fetch_add(1, std::memory_order_release);
+    lock.unlock();
+    gen_.notify_all();
   }
   std::mutex m_;
-  std::condition_variable cv_;
   int expected_ = 0, arrived_ = 0;
-  unsigned long gen_ = 0;
+  std::atomic<unsigned> gen_{0};
 };
 
 class ThreadBlock final : public Block {
@@ -370,6 +367,24 @@ void run_thread_lane(void* p, int i) {
 }  // namespace
 
 long launches() { return launch_count.load(); }
+
+namespace {
+std::mutex names_mutex;
+std::set<std::string>& names() {
+  static std::set<std::string> s;
+  return s;
+}
+}  // namespace
+
+void note_kernel(const std::string& name) {
+  std::lock_guard<std::mutex> lock(names_mutex);
+  names().insert(name);
+}
+
+std::vector<std::string> kernels_launched() {
+  std::lock_guard<std::mutex> lock(names_mutex);
+  return {names().begin(), names().end()};
+}
 
 void launch(const Options& opts, Dim3 grid, Dim3 block, std::size_t smem_bytes, SharedMemory smem,
             void (*body)(void*), void* ctx) {

@@ -16,7 +16,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 namespace copse::cuda::emu {
 
@@ -67,7 +69,10 @@ void launch(const Options& opts, Dim3 grid, Dim3 block, std::size_t smem_bytes, 
       const_cast<void*>(static_cast<const void*>(&f)));
 }
 
-// Launches so far in this process (counted by the tests).
+// Launches so far in this process, and the names of the kernels launched
+// (launchers name theirs with note_kernel before the launch).
 long launches();
+void note_kernel(const std::string& name);
+std::vector<std::string> kernels_launched();
 
 }  // namespace copse::cuda::emu

@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "common/error.h"
-#include "cuda/fused_launch.h"
+#include "cuda/launch_plans.h"
 
 namespace copse::cuda::emu {
 
@@ -120,6 +120,7 @@ void run_fused_on_host(const HostKernel& k, const ops::FusedProgram& prog, int r
   if (rows <= 0 || prog.code.empty()) return;  // as CudaBackend::run_fused
   const FusedShape shape = fused_shape(prog, max_smem, "sm_90");
   const kernels::FusedArgs args = fused_args(prog, rows, inputs, outputs);
+  note_kernel(k.name);
   launch(opts, Dim3(shape.blocks(rows)), Dim3(shape.threads()), shape.smem, k.smem,
          [&] { k.fn(args); });
 }

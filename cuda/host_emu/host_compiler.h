@@ -49,7 +49,7 @@ class HostKernelLibrary {
 };
 
 // Runs a generated kernel over `rows` rows the way CudaBackend::run_fused
-// launches it (cuda/fused_launch.h: its warps per block, its shared memory,
+// launches it (cuda/launch_plans.h: its warps per block, its shared memory,
 // its views), for a device allowing `max_smem` bytes of shared memory per
 // block.
 void run_fused_on_host(const HostKernel& k, const ops::FusedProgram& prog, int rows,

@@ -17,9 +17,10 @@ alignas(64) float smem[emu::kMaxDynamicSmem / sizeof(float)];
 // on the emulator with the stream's options; the arguments are copied, as
 // into a kernel's parameter space.
 template <typename Kernel>
-auto launcher(Kernel* kernel, emu::Dim3 grid, emu::Dim3 block, std::size_t bytes,
+auto launcher(Kernel* kernel, const char* name, emu::Dim3 grid, emu::Dim3 block, std::size_t bytes,
               emu::Stream* stream) {
   return [=](auto... args) {
+    emu::note_kernel(name);
     emu::launch(stream->options, grid, block, bytes, emu::SharedMemory{smem, sizeof(smem)},
                 [&] { kernel(args...); });
   };
@@ -27,7 +28,7 @@ auto launcher(Kernel* kernel, emu::Dim3 grid, emu::Dim3 block, std::size_t bytes
 }  // namespace
 
 #define COPSE_LAUNCH(kernel, grid, block, bytes, stream) \
-  launcher(&kernel, emu::Dim3(grid), emu::Dim3(block), bytes, stream)
+  launcher(&kernel, #kernel, emu::Dim3(grid), emu::Dim3(block), bytes, stream)
 
 #include "cuda/kernels_body.cuh"
 

@@ -57,10 +57,29 @@ template <typename T>
 }
 
 // The schedules a check runs under: random fiber interleavings (two seeds)
-// and free OS threads. Under ThreadSanitizer every launch uses threads.
+// and free OS threads. Under ThreadSanitizer (scripts/tsan.sh) every launch
+// runs on threads, once.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kThreadSanitizer = true;
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+
 inline std::vector<cuda::emu::Options> schedules() {
   using cuda::emu::Schedule;
+  if (kThreadSanitizer) return {{Schedule::Threads, 0}};
   return {{Schedule::Fibers, 1}, {Schedule::Fibers, 0x5eed}, {Schedule::Threads, 0}};
+}
+
+// For the checks with many barriers (the interpreter, the reductions): the
+// fibers only, where a barrier costs a context switch instead of waking OS
+// threads; the TSan build runs them on threads.
+inline std::vector<cuda::emu::Options> fiber_schedules(int seeds = 2) {
+  using cuda::emu::Schedule;
+  if (kThreadSanitizer) return {{Schedule::Threads, 0}};
+  std::vector<cuda::emu::Options> v = {{Schedule::Fibers, 1}, {Schedule::Fibers, 0x5eed}};
+  v.resize(seeds);
+  return v;
 }
 
 inline std::string describe(const cuda::emu::Options& o) {

@@ -14,6 +14,8 @@
 
 #include "cuda/fused_codegen.h"
 #include "cuda/host_emu/host_compiler.h"
+#include "cuda/host_emu/host_kernels.h"
+#include "cuda/launch_plans.h"
 #include "models/cells.h"
 #include "ops/cpu_backend.h"
 #include "tests/cuda_host/emu_test_util.h"
@@ -120,17 +122,27 @@ Case make_case(const ops::FusedProgram& p, int rows, std::uint32_t seed, bool br
   return c;
 }
 
-// Runs the program on `outs` (a copy of the case's) with the CPU backend or
-// the host kernel; returns the output buffers.
+// Runs the program on `outs` (a copy of the case's) with the CPU backend,
+// the generated kernel k, or (interpret) the interpreter kernel; returns the
+// output buffers.
 std::vector<Vec> run(const ops::FusedProgram& p, const Case& c, const emu::HostKernel* k,
-                     const emu::Options& opts) {
+                     const emu::Options& opts, bool interpret = false) {
   std::vector<Vec> outs = c.outs;
   std::vector<ops::RowView<const float>> vin;
   std::vector<ops::RowView<float>> vout;
   for (int i = 0; i < p.num_inputs; ++i) vin.push_back({c.ins[i].data(), c.in_ld[i]});
   for (int o = 0; o < p.num_outputs; ++o)
     vout.push_back({outs[c.out_buffer[o]].data(), c.out_ld[o]});
-  if (k) {
+  if (interpret) {  // as CudaBackend::run_fused_interpreted launches it
+    const cuda::InterpreterProgram ip = cuda::interpreter_program(p);
+    const cuda::FusedShape shape =
+        cuda::fused_shape(p, static_cast<int>(emu::kMaxDynamicSmem), "sm_90");
+    emu::Stream stream{opts};
+    cuda::host_kernels::run_interpreter(
+        &stream, cuda::fused_args(p, c.rows, vin.data(), vout.data()), ip.regs.data(),
+        static_cast<int>(ip.regs.size()), ip.code.data(), static_cast<int>(ip.code.size()),
+        p.scratch_width, shape.warps);
+  } else if (k) {
     emu::run_fused_on_host(*k, p, c.rows, vin.data(), vout.data(), opts);
   } else {
     ops::CpuBackend<float> cpu(1);
@@ -141,7 +153,7 @@ std::vector<Vec> run(const ops::FusedProgram& p, const Case& c, const emu::HostK
 
 // Runs every case of a program on the host kernel under `opts`; the first
 // mismatch with the CPU backend, or success.
-::testing::AssertionResult matches_cpu(const ops::FusedProgram& p, const emu::HostKernel& k,
+::testing::AssertionResult matches_cpu(const ops::FusedProgram& p, const emu::HostKernel* k,
                                        const emu::Options& opts, int* launches = nullptr) {
   int n = 0;
   for (int rows : {1, 9, 45}) {
@@ -149,12 +161,13 @@ std::vector<Vec> run(const ops::FusedProgram& p, const Case& c, const emu::HostK
       const Case c = make_case(p, rows, static_cast<std::uint32_t>(rows * 7 + variant),
                                variant == 1, variant == 1);
       const std::vector<Vec> ref = run(p, c, nullptr, opts);
-      const std::vector<Vec> got = run(p, c, &k, opts);
+      const std::vector<Vec> got = run(p, c, k, opts, k == nullptr);
       ++n;
       for (std::size_t b = 0; b < ref.size(); ++b) {
-        auto r = emutest::close(got[b], ref[b], 1e-6,
-                                fmt::format("{} rows {} variant {} buffer {} ({})", p.name, rows,
-                                            variant, b, emutest::describe(opts)));
+        auto r = emutest::close(
+            got[b], ref[b], 1e-6,
+            fmt::format("{} rows {} variant {} buffer {} ({}, {})", p.name, rows, variant, b,
+                        k ? "generated" : "interpreter", emutest::describe(opts)));
         if (!r) return r;
       }
     }
@@ -169,13 +182,21 @@ TEST(CudaOnHost, GeneratedKernelOfEveryFusedProgramMatchesCpu) {
   for (const Program& p : programs()) {
     const emu::HostKernel& k = lib.kernel(cuda::fused_kernel_name(p.prog));
     for (const emu::Options& o : emutest::schedules())
-      EXPECT_TRUE(matches_cpu(p.prog, k, o, &launches)) << p.cell;
+      EXPECT_TRUE(matches_cpu(p.prog, &k, o, &launches)) << p.cell;
     ++kernels;
     zoo += p.cell != "random";
   }
   std::printf("generated kernels run on the host: %d (%d of the cells, %d random), %d launches\n",
               kernels, zoo, kernels - zoo, launches);
   EXPECT_GE(zoo, 2 * static_cast<int>(models::cell_names().size()));
+}
+
+// The interpreter kernel of cuda/kernels_body.cuh (the fallback when NVRTC
+// cannot compile for the device) on the same programs and cases.
+TEST(CudaOnHost, InterpreterKernelOnEveryFusedProgramMatchesCpu) {
+  for (const Program& p : programs())
+    for (const emu::Options& o : emutest::fiber_schedules(1))
+      EXPECT_TRUE(matches_cpu(p.prog, nullptr, o)) << p.cell;
 }
 
 // ---------------------------------------------------------------------------
@@ -207,14 +228,16 @@ std::string with_shifted_offset(std::string src) {
 }
 
 TEST(CudaOnHost, KernelWithoutARequiredSyncwarpDiffersFromCpu) {
+  if (emutest::kThreadSanitizer)
+    GTEST_SKIP() << "a race on OS threads: CudaOnHostDeathTest checks that TSan reports it";
   const Program& p = program_with_sync();
   const std::string name = cuda::fused_kernel_name(p.prog);
   const std::string src = cuda::fused_kernel_source(p.prog);
   const emu::HostKernelLibrary good({{name, src}});
   const emu::HostKernelLibrary bad({{name, without_first_sync(src)}});
   const emu::Options fibers{emu::Schedule::Fibers, 1};
-  EXPECT_TRUE(matches_cpu(p.prog, good.kernel(name), fibers));
-  const ::testing::AssertionResult r = matches_cpu(p.prog, bad.kernel(name), fibers);
+  EXPECT_TRUE(matches_cpu(p.prog, &good.kernel(name), fibers));
+  const ::testing::AssertionResult r = matches_cpu(p.prog, &bad.kernel(name), fibers);
   EXPECT_FALSE(r) << p.prog.name << ": removing its first __syncwarp went unnoticed";
   std::printf("without its first __syncwarp: %s\n", r.message());
 }
@@ -225,7 +248,7 @@ TEST(CudaOnHost, KernelWithAShiftedColumnOffsetDiffersFromCpu) {
   const emu::HostKernelLibrary bad(
       {{name, with_shifted_offset(cuda::fused_kernel_source(p.prog))}});
   for (const emu::Options& o : emutest::schedules()) {
-    const ::testing::AssertionResult r = matches_cpu(p.prog, bad.kernel(name), o);
+    const ::testing::AssertionResult r = matches_cpu(p.prog, &bad.kernel(name), o);
     EXPECT_FALSE(r) << emutest::describe(o) << ": a shifted column went unnoticed";
     std::printf("with a shifted column: %s\n", r.message());
   }
@@ -241,7 +264,7 @@ TEST(CudaOnHostDeathTest, ThreadSanitizerReportsTheRaceOfAMissingSyncwarp) {
   const std::string name = cuda::fused_kernel_name(p.prog);
   const emu::HostKernelLibrary bad({{name, without_first_sync(cuda::fused_kernel_source(p.prog))}});
   setenv("TSAN_OPTIONS", "halt_on_error=1:exitcode=66", 1);
-  EXPECT_EXIT(matches_cpu(p.prog, bad.kernel(name), {emu::Schedule::Threads, 0}),
+  EXPECT_EXIT(matches_cpu(p.prog, &bad.kernel(name), {emu::Schedule::Threads, 0}),
               ::testing::ExitedWithCode(66), "ThreadSanitizer: data race");
 }
 #endif
