@@ -82,8 +82,8 @@ TEST(CudaOnHost, RowKernelsMatchCpu) {
         Vec ref = random_vec(n * ld, 14), got = ref;
         cpu.copy_rows(n, w, row.data(), 0, ref.data(), ld, acc);
         hk::copy_rows(s, n, w, row.data(), 0, got.data(), ld, acc);
-        cpu.copy_rows(n - 3, w - 5, src.data(), ld, ref.data() + 2, ld, acc);
-        hk::copy_rows(s, n - 3, w - 5, src.data(), ld, got.data() + 2, ld, acc);
+        cpu.copy_rows(src_rows - 3, w - 5, src.data(), ld, ref.data() + 2, ld, acc);
+        hk::copy_rows(s, src_rows - 3, w - 5, src.data(), ld, got.data() + 2, ld, acc);
         EXPECT_TRUE(close(got, ref, 0, "copy_rows strided " + how));
         Vec ref2 = random_vec(n * w, 15), got2 = ref2;
         cpu.copy_rows(n, w, dense.data(), w, ref2.data(), w, acc);
