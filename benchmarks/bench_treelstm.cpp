@@ -41,6 +41,7 @@ struct Result {
   size_t peak_bytes = 0;
   scheduler::ExecStats stats;
   double t_batching = 0, t_optimizer = 0, t_head_and_rest = 0;
+  double t_check = 0;  // of t_optimizer: the non-finite check of the update
   double first_loss = 0;  // of the first (untimed) batch
   long launches = 0, syncs = 0;     // CUDA: kernels queued and host waits, timed batches
   size_t peak_device_bytes = 0;     // CUDA: everything cudaMalloc'd (params, arena, ...)
@@ -87,10 +88,15 @@ Result run(ops::Backend<float>& be, const std::vector<models::LabeledTree>& tree
     if (!std::isfinite(loss)) fail("non-finite loss in the benchmark");
     if (first) r.first_loss = loss, first = false;
     double t2 = now_s();
-    ps.step();
+    const std::string bad = ps.prepare_step();  // the exchange (none here) and the non-finite check
+    be.sync();
+    double t_checked = now_s();
+    if (!bad.empty()) fail("non-finite update of '{}' in the benchmark", bad);
+    ps.apply_step();
     double t3 = now_s();
     if (timed) {
       r.t_batching += t1 - t0;
+      r.t_check += t_checked - t2;
       r.t_optimizer += (t3 - t2);
       r.t_head_and_rest += (t2 - t1);
     }
@@ -226,6 +232,12 @@ int main(int argc, char** argv) {
                "GEMM {:.3f} GFLOP per batch\n",
                no_dedup ? "off" : bs.dedup_rows ? "on" : "not taken",
                bs.dedup_ids / nb, bs.dedup_rows / nb, bs.gemm_flops / nb / 1e9);
+    fmt::print("optimizer ({}): {:.3f} ms/batch, of which the non-finite check {:.3f} ms = "
+               "{:.2f}% of a batch ({:.2f} ms)\n",
+               optimizer, b.t_optimizer * 1e3 / std::max<long>(1, b.batches),
+               b.t_check * 1e3 / std::max<long>(1, b.batches),
+               100.0 * b.t_check / std::max(1e-9, b.seconds),
+               b.seconds * 1e3 / std::max<long>(1, b.batches));
     if (gpu) {
       const double per = b.batches ? 1.0 / b.batches : 0;
       fmt::print("\ncuda, unprofiled: {:.0f} trees/s = {:.3f} s per epoch of {} trees | "
@@ -239,6 +251,7 @@ int main(int argc, char** argv) {
     nlohmann::json j;
     j["trees_per_s"] = b.trees_per_s;
     j["peak_bytes"] = b.peak_bytes;
+    j["update_check_fraction"] = b.t_check / std::max(1e-9, b.seconds);
     j["unbatched_trees_per_s"] = no_unbatched ? nlohmann::json(nullptr) : nlohmann::json(ub.trees_per_s);
     j["speedup"] = no_unbatched ? nlohmann::json(nullptr) : nlohmann::json(b.trees_per_s / ub.trees_per_s);
     j["config"] = {{"data", data.empty() ? "synthetic" : data}, {"embed", embed}, {"hidden", hidden},

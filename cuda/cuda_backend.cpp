@@ -105,6 +105,9 @@ struct CudaBackend::Impl {
   int* bad_label = nullptr;
   std::size_t softmax_rows = 0;
   double* host_result = nullptr;  // pinned [2]
+  // The non-finite checks' word (~0 = none found) and its pinned host copy.
+  unsigned long long* nonfinite = nullptr;
+  unsigned long long* host_nonfinite = nullptr;
   float* ones = nullptr;          // [ones_n] of 1.0, for column sums as a GEMV
   std::size_t ones_n = 0;
 
@@ -265,6 +268,10 @@ CudaBackend::CudaBackend(const CudaOptions& opts) : impl_(std::make_unique<Impl>
   check(cudaMalloc(&m.reduce_ws, sizeof(double) * (kernels::kReduceBlocks + 2)), "cudaMalloc");
   check(cudaMalloc(&m.bad_label, sizeof(int)), "cudaMalloc");
   check(cudaMallocHost(&m.host_result, sizeof(double) * 2), "cudaMallocHost");
+  check(cudaMalloc(&m.nonfinite, sizeof(unsigned long long)), "cudaMalloc");
+  check(cudaMemsetAsync(m.nonfinite, 0xff, sizeof(unsigned long long), m.compute),
+        "cudaMemsetAsync");
+  check(cudaMallocHost(&m.host_nonfinite, sizeof(unsigned long long)), "cudaMallocHost");
 }
 
 CudaBackend::~CudaBackend() {
@@ -284,9 +291,10 @@ CudaBackend::~CudaBackend() {
   for (void* p : {static_cast<void*>(m.rows_ws), static_cast<void*>(m.reduce_ws),
                   static_cast<void*>(m.row_loss), static_cast<void*>(m.row_hit),
                   static_cast<void*>(m.pred_ws), static_cast<void*>(m.bad_label),
-                  static_cast<void*>(m.ones)})
+                  static_cast<void*>(m.ones), static_cast<void*>(m.nonfinite)})
     if (p) quiet(cudaFree(p), "cudaFree");
   if (m.host_result) quiet(cudaFreeHost(m.host_result), "cudaFreeHost");
+  if (m.host_nonfinite) quiet(cudaFreeHost(m.host_nonfinite), "cudaFreeHost");
   if (m.blas) cublasDestroy(m.blas);
   if (m.copy) quiet(cudaStreamDestroy(m.copy), "cudaStreamDestroy");
   if (m.compute) quiet(cudaStreamDestroy(m.compute), "cudaStreamDestroy");
@@ -590,6 +598,45 @@ void CudaBackend::optimizer_update_rows(const memory::OptimizerConfig& cfg, long
   m.launched(kernels::optimizer_update_rows(m.compute, optimizer_params(cfg, t), n_rows, d,
                                             width, p, g, s0, s1),
              "optimizer_update_rows");
+}
+
+void CudaBackend::optimizer_check(const memory::OptimizerConfig& cfg, long t, std::size_t n,
+                                  const float* p, const float* g, const float* s0,
+                                  const float* s1, int tag) {
+  if (n == 0) return;
+  impl_->launched(kernels::optimizer_check(impl_->compute, optimizer_params(cfg, t), n, p, g, s0,
+                                           s1, tag, impl_->nonfinite),
+                  "optimizer_check");
+}
+
+void CudaBackend::optimizer_check_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                                       const int* rows, int width, const float* p,
+                                       const float* g, const float* s0, const float* s1,
+                                       int tag) {
+  if (n_rows <= 0 || width <= 0) return;
+  Impl& m = *impl_;
+  int* d = m.upload_rows(*this, rows, n_rows);
+  m.launched(kernels::optimizer_check_rows(m.compute, optimizer_params(cfg, t), n_rows, d, width,
+                                           p, g, s0, s1, tag, m.nonfinite),
+             "optimizer_check_rows");
+}
+
+ops::Backend<float>::NonFinite CudaBackend::take_nonfinite() {
+  Impl& m = *impl_;
+  check(cudaMemcpyAsync(m.host_nonfinite, m.nonfinite, sizeof(unsigned long long),
+                        cudaMemcpyDeviceToHost, m.compute),
+        "cudaMemcpyAsync (non-finite check)");
+  check(cudaMemsetAsync(m.nonfinite, 0xff, sizeof(unsigned long long), m.compute),
+        "cudaMemsetAsync");
+  check(cudaStreamSynchronize(m.compute), "cudaStreamSynchronize");
+  ++m.stats.syncs;
+  const unsigned long long v = *m.host_nonfinite;
+  NonFinite r;
+  if (v != ~0ull) {
+    r.tag = static_cast<int>(v >> kernels::kNonFiniteTagShift);
+    r.offset = static_cast<long>(v & ((1ull << kernels::kNonFiniteTagShift) - 1));
+  }
+  return r;
 }
 
 }  // namespace copse::cuda

@@ -106,6 +106,12 @@ class CudaBackend final : public ops::Backend<float> {
   void optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
                              const int* rows, int width, float* p, const float* g, float* s0,
                              float* s1) override;
+  void optimizer_check(const memory::OptimizerConfig& cfg, long t, std::size_t n, const float* p,
+                       const float* g, const float* s0, const float* s1, int tag) override;
+  void optimizer_check_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                            const int* rows, int width, const float* p, const float* g,
+                            const float* s0, const float* s1, int tag) override;
+  NonFinite take_nonfinite() override;  // one wait
 
   void sync() override;
 

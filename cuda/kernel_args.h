@@ -30,6 +30,10 @@ struct OptimizerParams {
   float c1, c2;  // Adam bias corrections 1 / (1 - beta^t)
 };
 
+// The optimizer checks report the first bad element as
+// (tag << kNonFiniteTagShift) | offset (cuda/kernel_launchers.inc).
+constexpr int kNonFiniteTagShift = 40;
+
 // ---- fused programs ----
 // A program in device memory for the interpreter: registers and
 // instructions as plain ints.

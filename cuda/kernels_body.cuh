@@ -282,28 +282,46 @@ __global__ void softmax_finish_k(int rows, const double* __restrict__ row_loss,
 
 // ---- optimizers ----
 
-__device__ inline void update_one(const OptimizerParams& p, float* w, const float* g, float* s0,
-                                  float* s1, long i) {
-  const float gi = g[i] + p.l2 * w[i];
+// The rule on one element's values, in place: shared by the update and its
+// non-finite check, so that the check sees what the update would write.
+__device__ inline void rule(const OptimizerParams& p, float& w, float g, float& s0, float& s1) {
+  const float gi = g + p.l2 * w;
   switch (p.kind) {
     case 0:
       if (p.momentum == 0.f) {
-        w[i] -= p.lr * gi;
+        w -= p.lr * gi;
       } else {
-        s0[i] = p.momentum * s0[i] + gi;
-        w[i] -= p.lr * s0[i];
+        s0 = p.momentum * s0 + gi;
+        w -= p.lr * s0;
       }
       break;
     case 1:
-      s0[i] += gi * gi;
-      w[i] -= p.lr * gi / (sqrtf(s0[i]) + p.eps);
+      s0 += gi * gi;
+      w -= p.lr * gi / (sqrtf(s0) + p.eps);
       break;
     default:
-      s0[i] = p.beta1 * s0[i] + (1.f - p.beta1) * gi;
-      s1[i] = p.beta2 * s1[i] + (1.f - p.beta2) * gi * gi;
-      w[i] -= p.lr * (s0[i] * p.c1) / (sqrtf(s1[i] * p.c2) + p.eps);
+      s0 = p.beta1 * s0 + (1.f - p.beta1) * gi;
+      s1 = p.beta2 * s1 + (1.f - p.beta2) * gi * gi;
+      w -= p.lr * (s0 * p.c1) / (sqrtf(s1 * p.c2) + p.eps);
       break;
   }
+}
+
+__device__ inline void update_one(const OptimizerParams& p, float* w, const float* g, float* s0,
+                                  float* s1, long i) {
+  float wi = w[i], a = s0 ? s0[i] : 0.f, b = s1 ? s1[i] : 0.f;
+  rule(p, wi, g[i], a, b);
+  w[i] = wi;
+  if (s0) s0[i] = a;
+  if (s1) s1[i] = b;
+}
+
+// Whether the update of element i would write an inf or NaN (parameter or state).
+__device__ inline bool nonfinite_one(const OptimizerParams& p, const float* w, const float* g,
+                                     const float* s0, const float* s1, long i) {
+  float wi = w[i], a = s0 ? s0[i] : 0.f, b = s1 ? s1[i] : 0.f;
+  rule(p, wi, g[i], a, b);
+  return !isfinite(wi) || !isfinite(a) || !isfinite(b);
 }
 
 __global__ void optimizer_k(OptimizerParams p, std::size_t n, float* w, const float* g, float* s0,
@@ -319,6 +337,28 @@ __global__ void optimizer_rows_k(OptimizerParams p, int n_rows, const int* __res
   if (r >= n_rows) return;
   const long o = static_cast<long>(rows[r]) * width;
   for (int j = lane(); j < width; j += 32) update_one(p, w, g, s0, s1, o + j);
+}
+
+// The checks lower *first to (tag << kNonFiniteTagShift) | offset from w of a
+// bad element.
+__global__ void optimizer_check_k(OptimizerParams p, std::size_t n, const float* w, const float* g,
+                                  const float* s0, const float* s1, unsigned long long tag,
+                                  unsigned long long* first) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    if (nonfinite_one(p, w, g, s0, s1, static_cast<long>(i))) atomicMin(first, tag | i);
+}
+
+__global__ void optimizer_check_rows_k(OptimizerParams p, int n_rows, const int* __restrict__ rows,
+                                       int width, const float* w, const float* g, const float* s0,
+                                       const float* s1, unsigned long long tag,
+                                       unsigned long long* first) {
+  const int r = warp_row();
+  if (r >= n_rows) return;
+  const long o = static_cast<long>(rows[r]) * width;
+  for (int j = lane(); j < width; j += 32)
+    if (nonfinite_one(p, w, g, s0, s1, o + j))
+      atomicMin(first, tag | static_cast<unsigned long long>(o + j));
 }
 
 // ---- the fused-program interpreter ----
@@ -536,6 +576,26 @@ cudaError_t optimizer_update_rows(cudaStream_t s, const OptimizerParams& p, int 
   if (n_rows <= 0) return cudaSuccess;
   COPSE_LAUNCH(optimizer_rows_k, blocks_for_rows(n_rows), kThreads, 0, s)
   (p, n_rows, rows, width, w, g, s0, s1);
+  return cudaGetLastError();
+}
+
+cudaError_t optimizer_check(cudaStream_t s, const OptimizerParams& p, std::size_t n, const float* w,
+                            const float* g, const float* s0, const float* s1, int tag,
+                            unsigned long long* first) {
+  if (n == 0) return cudaSuccess;
+  COPSE_LAUNCH(optimizer_check_k, blocks_for(n, kThreads), kThreads, 0, s)
+  (p, n, w, g, s0, s1, static_cast<unsigned long long>(tag) << kNonFiniteTagShift, first);
+  return cudaGetLastError();
+}
+
+cudaError_t optimizer_check_rows(cudaStream_t s, const OptimizerParams& p, int n_rows,
+                                 const int* rows, int width, const float* w, const float* g,
+                                 const float* s0, const float* s1, int tag,
+                                 unsigned long long* first) {
+  if (n_rows <= 0) return cudaSuccess;
+  COPSE_LAUNCH(optimizer_check_rows_k, blocks_for_rows(n_rows), kThreads, 0, s)
+  (p, n_rows, rows, width, w, g, s0, s1, static_cast<unsigned long long>(tag) << kNonFiniteTagShift,
+   first);
   return cudaGetLastError();
 }
 

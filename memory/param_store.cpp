@@ -63,10 +63,14 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
 
 const char* init_name(Init init) {
   switch (init) {
-    case Init::Zeros: return "zeros";
-    case Init::Uniform: return "uniform";
-    case Init::Normal: return "normal";
-    case Init::Xavier: return "xavier";
+    case Init::Zeros:
+      return "zeros";
+    case Init::Uniform:
+      return "uniform";
+    case Init::Normal:
+      return "normal";
+    case Init::Xavier:
+      return "xavier";
   }
   return "?";
 }
@@ -274,7 +278,8 @@ void ParamStore<T>::init(std::uint64_t seed) {
       bound = (s.scale > 0.f ? s.scale : 1.0) * std::sqrt(6.0 / (fan_in + fan_out));
     }
     switch (s.init) {
-      case Init::Zeros: break;
+      case Init::Zeros:
+        break;
       case Init::Uniform:
       case Init::Xavier:
         for (T& x : host) x = static_cast<T>((2.0 * uniform01(rng) - 1.0) * bound);
@@ -293,9 +298,15 @@ void ParamStore<T>::set_optimizer(const OptimizerConfig& cfg) {
   cfg.validate();
   int slots = 0;
   switch (cfg.kind) {
-    case OptimizerConfig::Sgd: slots = cfg.momentum > 0.f ? 1 : 0; break;
-    case OptimizerConfig::Adagrad: slots = 1; break;
-    case OptimizerConfig::Adam: slots = 2; break;
+    case OptimizerConfig::Sgd:
+      slots = cfg.momentum > 0.f ? 1 : 0;
+      break;
+    case OptimizerConfig::Adagrad:
+      slots = 1;
+      break;
+    case OptimizerConfig::Adam:
+      slots = 2;
+      break;
   }
   if (state_) backend_.deallocate(state_, total_ * sizeof(T) * state_slots_);
   state_ = nullptr;
@@ -386,16 +397,49 @@ void ParamStore<T>::scale_grads(T s) {
   }
 }
 
+// The tags of the non-finite checks: 0 is the dense buffer (offsets from
+// params_), 1 + id a sparse parameter's rows (offsets from its first row).
 template <typename T>
-void ParamStore<T>::step() {
-  check_finalized("step");
-  if (!has_optimizer_) fail("[ParamStore::step] called before set_optimizer()");
+std::string ParamStore<T>::prepare_step() {
+  check_finalized("prepare_step");
+  if (!has_optimizer_) fail("[ParamStore::prepare_step] called before set_optimizer()");
+  if (prepared_)
+    fail("[ParamStore::prepare_step] the previous step was neither applied nor discarded");
   if (sync_) sync_->sync(*this);
   if (cfg_.clip_norm > 0.f) {
     double norm = grad_norm();
     if (!std::isfinite(norm)) fail("[ParamStore::step] gradient norm is {}", norm);
     if (norm > cfg_.clip_norm) scale_grads(static_cast<T>(cfg_.clip_norm / norm));
   }
+  const long t = optimizer_steps_ + 1;
+  const T* s0 = state_;
+  const T* s1 = state_slots_ > 1 ? state_ + total_ : nullptr;
+  if (dense_ > 0) backend_.optimizer_check(cfg_, t, dense_, params_, grads_, s0, s1, 0);
+  for (int i : sparse_ids_) {
+    const std::vector<int>& rows = touched_rows(i);
+    const std::size_t o = offset_[i];
+    backend_.optimizer_check_rows(cfg_, t, static_cast<int>(rows.size()), rows.data(), row_width(i),
+                                  params_ + o, grads_ + o, s0 ? s0 + o : nullptr,
+                                  s1 ? s1 + o : nullptr, 1 + i);
+  }
+  prepared_ = true;
+  return describe_nonfinite(backend_.take_nonfinite());
+}
+
+template <typename T>
+std::string ParamStore<T>::describe_nonfinite(const typename ops::Backend<T>::NonFinite& at) {
+  if (!at.found()) return "";
+  if (at.tag > 0) return specs_[at.tag - 1].name;
+  const auto e = static_cast<std::size_t>(at.offset);
+  for (int k = 0; k < size(); ++k)
+    if (!specs_[k].sparse_rows && e >= offset_[k] && e < offset_[k] + numel_[k])
+      return specs_[k].name;
+  return "alignment padding";  // cannot happen: padding stays zero
+}
+
+template <typename T>
+void ParamStore<T>::apply_step() {
+  if (!prepared_) fail("[ParamStore::apply_step] called without prepare_step()");
   ++optimizer_steps_;
   const long t = optimizer_steps_;
   T* s0 = state_;
@@ -404,10 +448,25 @@ void ParamStore<T>::step() {
   for (int i : sparse_ids_) {
     const std::vector<int>& rows = touched_rows(i);
     const std::size_t o = offset_[i];
-    backend_.optimizer_update_rows(cfg_, t, static_cast<int>(rows.size()), rows.data(), row_width(i),
-                                   params_ + o, grads_ + o, s0 ? s0 + o : nullptr,
+    backend_.optimizer_update_rows(cfg_, t, static_cast<int>(rows.size()), rows.data(),
+                                   row_width(i), params_ + o, grads_ + o, s0 ? s0 + o : nullptr,
                                    s1 ? s1 + o : nullptr);
+  }
+  finish_step();
+  ++step_count_;
+}
+
+template <typename T>
+void ParamStore<T>::discard_step() {
+  if (!prepared_) fail("[ParamStore::discard_step] called without prepare_step()");
+  finish_step();
+}
+
+template <typename T>
+void ParamStore<T>::finish_step() {
+  for (int i : sparse_ids_) {
     SparseRows& sr = sparse_[i];
+    const std::vector<int>& rows = touched_rows(i);
     std::vector<int> merged;
     std::set_union(sr.stale.begin(), sr.stale.end(), rows.begin(), rows.end(),
                    std::back_inserter(merged));
@@ -415,7 +474,17 @@ void ParamStore<T>::step() {
     sr.touched.clear();
     sr.unique = true;
   }
-  ++step_count_;
+  prepared_ = false;
+}
+
+template <typename T>
+void ParamStore<T>::step() {
+  const std::string bad = prepare_step();
+  if (!bad.empty()) {
+    discard_step();
+    fail("[ParamStore::step] the update would make '{}' non-finite; nothing was written", bad);
+  }
+  apply_step();
 }
 
 template <typename T>

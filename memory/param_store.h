@@ -76,6 +76,7 @@ class ParamStore {
   const T* param(int id) const;
   T* grad(int id);
   const T* grad(int id) const;
+  ops::Backend<T>& backend() { return backend_; }
   T* params_flat() { return params_; }
   T* grads_flat() { return grads_; }
   std::size_t total_elements() const { return total_; }  // includes alignment padding
@@ -101,10 +102,24 @@ class ParamStore {
   void zero_grads();
   // Global L2 norm over dense grads and touched rows of sparse params.
   double grad_norm();
-  // GradSync (if set); clipping (if clip_norm > 0 and the norm exceeds it,
-  // grads are scaled in place by clip_norm / norm); the update of dense params
-  // and of touched rows of sparse params; clears the touched rows (they are
-  // still zeroed by the next zero_grads()); increments step_count().
+  // One optimizer step in two halves, so that several workers can agree on
+  // whether to take it. prepare_step(): GradSync (if set); clipping (if
+  // clip_norm > 0 and the norm exceeds it, grads are scaled in place by
+  // clip_norm / norm); then the non-finite check of the update (dense params
+  // and touched rows of sparse params, parameters and optimizer state),
+  // which writes nothing. Returns "" when every value the update would write
+  // is finite, else the name of the parameter the first bad value (its own
+  // or its optimizer state's) belongs to. Then exactly one of:
+  // apply_step(): the update; increments step_count() and optimizer_steps().
+  // discard_step(): no update; parameters, optimizer state and both counters
+  //   stay as they were, as if the batch had never been seen.
+  // Both clear the touched rows (they are still zeroed by the next
+  // zero_grads()).
+  std::string prepare_step();
+  void apply_step();
+  void discard_step();
+  // prepare_step() and apply_step(); throws copse::Error naming the
+  // parameter when the update is not finite (having written nothing).
   void step();
   long step_count() const { return step_count_; }
 
@@ -132,6 +147,8 @@ class ParamStore {
   void fill(T* dst, std::size_t n, T value);
   void scale_grads(T s);
   void release();
+  void finish_step();  // the touched-row bookkeeping of apply/discard_step
+  std::string describe_nonfinite(const typename ops::Backend<T>::NonFinite& at);
 
   ops::Backend<T>& backend_;
   std::vector<ParamSpec> specs_;
@@ -149,6 +166,7 @@ class ParamStore {
   long step_count_ = 0;
   long optimizer_steps_ = 0;  // since set_optimizer: Adam's t
   GradSync<T>* sync_ = nullptr;
+  bool prepared_ = false;  // prepare_step() ran; apply_step() or discard_step() is due
 };
 
 }  // namespace copse::memory

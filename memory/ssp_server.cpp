@@ -1,10 +1,10 @@
 // SspServer (see ssp_server.h).
 #include "memory/ssp_server.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
-
-#include <fmt/format.h>
 
 #include "common/error.h"
 
@@ -40,7 +40,7 @@ void SspServer<T>::abort(int rank, const std::string& why) {
 
 // Applies the replica's gradients to the master as one optimizer step.
 template <typename T>
-void SspServer<T>::push(int rank, ParamStore<T>& replica) {
+bool SspServer<T>::push(int rank, ParamStore<T>& replica) {
   std::lock_guard<std::mutex> lock(mu_);
   if (aborted_) throw Error(abort_reason_);
   if (replica.total_elements() != master_.total_elements())
@@ -60,8 +60,40 @@ void SspServer<T>::push(int rank, ParamStore<T>& replica) {
     master_.touch_rows(id, rows.data(), static_cast<int>(rows.size()));
     bytes += static_cast<long>(rows.size() * w * sizeof(T));
   }
-  master_.step();
   bytes_ += bytes;
+  const std::string bad = master_.prepare_step();
+  if (!bad.empty()) {
+    master_.discard_step();
+    skip_locked(rank, fmt::format("non-finite parameters after the update ({})", bad));
+    return false;
+  }
+  master_.apply_step();
+  consecutive_skips_ = 0;
+  return true;
+}
+
+template <typename T>
+void SspServer<T>::skip(int rank, const std::string& what) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (aborted_) throw Error(abort_reason_);
+  skip_locked(rank, what);
+}
+
+template <typename T>
+void SspServer<T>::skip_locked(int rank, const std::string& what) {
+  const std::string where =
+      fmt::format("SSP: worker {} at clock {}: {}", rank, clock_[rank] + 1, what);
+  if (!skip_nonfinite_) fail_locked(where + "; training stopped");
+  ++skipped_;
+  if (max_skipped_ > 0 && ++consecutive_skips_ >= max_skipped_)
+    fail_locked(fmt::format("training diverged: {} pushes in a row were skipped (the last, {})",
+                            consecutive_skips_, where));
+}
+
+template <typename T>
+long SspServer<T>::skipped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return skipped_;
 }
 
 template <typename T>

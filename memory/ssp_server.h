@@ -31,7 +31,22 @@ class SspServer {
   SspServer(ParamStore<T>& master, int workers, int staleness,
             std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
-  void push(int rank, ParamStore<T>& replica);
+  // Applies the replica's gradients as one master step; returns false when
+  // the step was skipped because the update would have written a non-finite
+  // value (see set_nonfinite_policy; the master is then unchanged).
+  bool push(int rank, ParamStore<T>& replica);
+  // A worker whose gradient cannot be used (e.g. a non-finite loss): counted
+  // as a skipped push, or a failure of every worker, as in push().
+  void skip(int rank, const std::string& what);
+  // Without `skip` a non-finite update fails every worker (the error names
+  // the worker, its clock and the parameter); with it the push is skipped,
+  // and `max_consecutive` skipped pushes in a row (0: no limit) fail them as
+  // diverged. Default: fail.
+  void set_nonfinite_policy(bool skip, int max_consecutive) {
+    skip_nonfinite_ = skip;
+    max_skipped_ = max_consecutive;
+  }
+  long skipped() const;  // pushes skipped so far
   void advance(int rank, ParamStore<T>& replica);
   // A worker that has no more work leaves: the others stop waiting for it.
   void finish(int rank);
@@ -53,6 +68,7 @@ class SspServer {
  private:
   long min_clock_locked() const;
   [[noreturn]] void fail_locked(const std::string& why);
+  void skip_locked(int rank, const std::string& what);
 
   ParamStore<T>& master_;
   const int workers_, staleness_;
@@ -64,6 +80,9 @@ class SspServer {
   std::vector<char> finished_;
   long max_lead_ = 0, waits_ = 0, bytes_ = 0;
   std::map<long, long> histogram_;
+  bool skip_nonfinite_ = false;
+  int max_skipped_ = 0;
+  long skipped_ = 0, consecutive_skips_ = 0;
   bool aborted_ = false;
   std::string abort_reason_;
 };

@@ -84,7 +84,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train->add_option("--resume", t.resume, "continue the run in DIR from its checkpoint");
   train->add_flag("--skip-nonfinite", t.skip_nonfinite,
-                  "skip a batch whose loss or gradient is not finite (default: stop)");
+                  "skip a batch whose loss, gradient or update is not finite (default: stop)");
+  train->add_option("--max-skipped", t.max_skipped,
+                    "with --skip-nonfinite: stop as diverged after N skipped batches in a row "
+                    "(0: never)")
+      ->capture_default_str();
   train->add_option("--staleness", t.staleness,
                     "with --workers: -1 = BSP (summed gradients), s >= 0 = SSP, at most s clocks "
                     "ahead of the slowest worker")

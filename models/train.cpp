@@ -128,11 +128,12 @@ int run_train(const TrainOptions& given) {
     o.progress = false;
   }
   const std::vector<int>& local = tr->local_workers();
-  const TestFault fault = test_fault_from_env(o.transport);
+  TestFault fault = test_fault_from_env(o.transport);
   const bool ssp = o.staleness >= 0 && o.workers > 1;
   if (ssp && o.checkpoint_every > 0)
     fail("--checkpoint-every is not supported with --staleness (SSP checkpoints at epoch ends)");
   if (o.checkpoint_every < 0) fail("--checkpoint-every must be >= 0, got {}", o.checkpoint_every);
+  if (o.max_skipped < 0) fail("--max-skipped must be >= 0, got {}", o.max_skipped);
   ops::DeviceOptions device;
   device.device = ops::resolve_device(o.device);
   device.threads = o.threads;
@@ -204,6 +205,7 @@ int run_train(const TrainOptions& given) {
     server = std::make_unique<memory::SspServer<float>>(
         master->params(), o.workers, o.staleness,
         std::chrono::milliseconds(std::llround(o.sync_timeout * 1000)));
+    server->set_nonfinite_policy(o.skip_nonfinite, o.max_skipped);
   }
   SentimentModel<float>& model = ssp ? *master : *workers[0].model;
   auto& ps = model.params();
@@ -287,6 +289,7 @@ int run_train(const TrainOptions& given) {
     if (!metrics) fail("{}: cannot open for writing", metrics_path);
   }
 
+  SkipPolicy skips(o.skip_nonfinite, o.max_skipped, root, checkpoint_path, st.skipped);
   auto checkpoint = [&]() {
     if (!root) return;
     st.rng = (std::ostringstream() << rng).str();
@@ -318,6 +321,8 @@ int run_train(const TrainOptions& given) {
       std::vector<double> losses(o.workers, 0.0);
       std::vector<long> labels(o.workers, 0);
       server->start_epoch();
+      const long skipped_before = server->skipped();
+      try {
       on_workers(o.workers, o.threads, nullptr, [&](int r) {
         try {
           std::vector<const scheduler::Graph*> gb;
@@ -331,11 +336,15 @@ int run_train(const TrainOptions& given) {
             if (!shards[r].empty()) {
               GraphBatch b = scheduler::make_batch(shards[r]);
               double l = wm.train_batch(b, 1.0f / static_cast<float>(gb.size()));
-              if (!std::isfinite(l))
-                fail("worker {}, epoch {}, batch at tree {}: non-finite loss", r, epoch, i);
+              if (!std::isfinite(l)) {
+                server->skip(r, fmt::format("epoch {}, batch at tree {}: non-finite loss", epoch, i));
+                server->advance(r, wm.params());
+                continue;
+              }
               losses[r] += l;
               for (int lab : b.label) labels[r] += lab >= 0;
             }
+            maybe_inject_fault(fault, r, server->clock(r) + 1, wm.params());
             server->push(r, wm.params());
             server->advance(r, wm.params());
           }
@@ -345,6 +354,15 @@ int run_train(const TrainOptions& given) {
           throw;
         }
       });
+      } catch (const Error& e) {
+        fail("{}; last checkpoint: {}", e.what(),
+             fs::exists(checkpoint_path) ? checkpoint_path : std::string("none"));
+      }
+      const long skipped_now = server->skipped() - skipped_before;
+      st.skipped += skipped_now;
+      if (root && skipped_now > 0)
+        fmt::print(stderr, "copse: warning: epoch {}: {} push{} skipped for non-finite values\n",
+                   epoch, skipped_now, skipped_now == 1 ? "" : "es");
       for (int r = 0; r < o.workers; ++r) st.loss_sum += losses[r], st.labelled += labels[r];
       st.step += static_cast<long>((order.size() + o.batch - 1) / o.batch);
       st.next = static_cast<long>(order.size());
@@ -355,6 +373,10 @@ int run_train(const TrainOptions& given) {
       g.clear();
       for (size_t j = i; j < std::min(order.size(), i + o.batch); ++j)
         g.push_back(&data.train[order[j]].graph);
+      if (omit_batch(fault, st.step + 1)) {
+        st.next = static_cast<long>(i + g.size());
+        continue;
+      }
       // Each worker: forward and backward over its shard, gradients scaled
       // by 1/(global batch) so that their sum is the batch's gradient.
       // Per local worker: loss, labelled roots, 1 if its gradient is not finite.
@@ -377,22 +399,43 @@ int run_train(const TrainOptions& given) {
       const double loss = sums[0];
       const long batch_labels = std::llround(sums[1]);
       st.next = static_cast<long>(i + g.size());
+      auto batch_name = [&] {
+        return fmt::format("step {} (epoch {}, batch of trees {}..{} in this epoch's order)",
+                           st.step + 1, epoch, i, i + g.size() - 1);
+      };
       if (!std::isfinite(loss) || sums[2] > 0) {
-        std::string what = fmt::format(
-            "step {} (epoch {}, batch of trees {}..{} in this epoch's order): non-finite {}",
-            st.step + 1, epoch, i, i + g.size() - 1, std::isfinite(loss) ? "gradient" : "loss");
-        if (!o.skip_nonfinite)
-          fail("{}; training stopped, last checkpoint: {}", what,
-               fs::exists(checkpoint_path) ? checkpoint_path : std::string("none"));
-        ++st.skipped;
-        if (root) fmt::print(stderr, "copse: warning: {}; batch skipped\n", what);
+        skips.skip(fmt::format("{}: non-finite {}", batch_name(),
+                               std::isfinite(loss) ? "gradient" : "loss"));
         continue;
       }
+      // The exchange, then the check of what the update would write; every
+      // worker takes the step or none does (no worker writes a value that
+      // another found non-finite).
+      std::vector<std::vector<double>> bad(local.size(), std::vector<double>(1, 0.0));
+      std::vector<std::string> bad_name(local.size());
       tr->run_local([&](int k) {
         auto& wps = workers[k].model->params();
         maybe_inject_fault(fault, local[k], st.step + 1, wps);
-        wps.step();
+        bad_name[k] = wps.prepare_step();
+        bad[k][0] = bad_name[k].empty() ? 0.0 : 1.0;
       });
+      const bool update_bad = tr->sum(bad, "the update check")[0] > 0;
+      tr->run_local([&](int k) {
+        auto& wps = workers[k].model->params();
+        if (update_bad)
+          wps.discard_step();
+        else
+          wps.apply_step();
+      });
+      if (update_bad) {
+        std::string name = "on another worker";
+        for (const auto& n : bad_name)
+          if (!n.empty()) name = n;
+        skips.skip(fmt::format("{}: non-finite parameters after the update ({})", batch_name(),
+                               name));
+        continue;
+      }
+      skips.taken();
       ++st.step;
       st.loss_sum += loss;
       st.labelled += batch_labels;
@@ -402,6 +445,7 @@ int run_train(const TrainOptions& given) {
       if (o.checkpoint_every > 0 && st.step % o.checkpoint_every == 0) checkpoint();
     }
     bar.finish();
+    skips.end_epoch(epoch);
     // Under BSP every worker evaluates its share of the batches; the replicas
     // must still be identical (a cheap check that the exchange works).
     EvalCounts dev, test;

@@ -37,7 +37,10 @@ struct TrainOptions {
   // (0: only at the end of each epoch).
   long checkpoint_every = 0;
   std::string resume;         // a previous run's OUT: continue from its checkpoint
-  bool skip_nonfinite = false;  // skip a batch with a non-finite loss/gradient instead of stopping
+  // A batch with a non-finite loss, gradient or update is skipped instead of
+  // stopping the run; max_skipped such batches in a row stop it (0: no limit).
+  bool skip_nonfinite = false;
+  int max_skipped = 20;
 };
 
 // Returns the process exit status. Throws copse::Error for bad input.

@@ -2,13 +2,13 @@
 // evaluation, model files, option maps, sharding (see train_util.h).
 #include "models/train_util.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-
-#include <fmt/format.h>
 
 #include "common/error.h"
 #include "memory/safetensors.h"
@@ -21,12 +21,10 @@ namespace copse::models {
 namespace fs = std::filesystem;
 using scheduler::GraphBatch;
 
-
 double now_s() {
   using namespace std::chrono;
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
-
 
 Dataset load_data(const TrainOptions& o) {
   Dataset d;
@@ -108,21 +106,29 @@ void save_model(const std::string& path, SentimentModel<float>& m, const Vocab& 
   memory::save_safetensors(path, ts, meta);
 }
 
-
 std::map<std::string, std::string> options_map(const TrainOptions& o) {
-  return {{"data", o.data_dir},          {"model", o.model},
+  return {{"data", o.data_dir},
+          {"model", o.model},
           {"epochs", std::to_string(o.epochs)},
-          {"batch", std::to_string(o.batch)}, {"embed", std::to_string(o.embed)},
-          {"hidden", std::to_string(o.hidden)}, {"optimizer", o.optimizer},
-          {"lr", fmt::format("{}", o.lr)},   {"l2", fmt::format("{}", o.l2)},
-          {"clip", fmt::format("{}", o.clip)}, {"embeddings", o.embeddings},
-          {"threads", std::to_string(o.threads)}, {"seed", std::to_string(o.seed)},
-          {"workers", std::to_string(o.workers)}, {"staleness", std::to_string(o.staleness)},
+          {"batch", std::to_string(o.batch)},
+          {"embed", std::to_string(o.embed)},
+          {"hidden", std::to_string(o.hidden)},
+          {"optimizer", o.optimizer},
+          {"lr", fmt::format("{}", o.lr)},
+          {"l2", fmt::format("{}", o.l2)},
+          {"clip", fmt::format("{}", o.clip)},
+          {"embeddings", o.embeddings},
+          {"threads", std::to_string(o.threads)},
+          {"seed", std::to_string(o.seed)},
+          {"workers", std::to_string(o.workers)},
+          {"staleness", std::to_string(o.staleness)},
           {"checkpoint_every", std::to_string(o.checkpoint_every)},
-          {"skip_nonfinite", o.skip_nonfinite ? "1" : "0"}};
+          {"skip_nonfinite", o.skip_nonfinite ? "1" : "0"},
+          {"max_skipped", std::to_string(o.max_skipped)}};
 }
 
-TrainOptions options_from_map(const std::map<std::string, std::string>& m, const std::string& path) {
+TrainOptions options_from_map(const std::map<std::string, std::string>& m,
+                              const std::string& path) {
   auto get = [&](const char* k) {
     auto it = m.find(k);
     if (it == m.end()) fail("{}: checkpoint lacks option '{}'", path, k);
@@ -146,6 +152,8 @@ TrainOptions options_from_map(const std::map<std::string, std::string>& m, const
   o.seed = std::stoull(get("seed"));
   o.checkpoint_every = std::stol(get("checkpoint_every"));
   o.skip_nonfinite = get("skip_nonfinite") == "1";
+  // Checkpoints written before --max-skipped existed keep the default.
+  if (m.count("max_skipped")) o.max_skipped = std::stoi(m.at("max_skipped"));
   return o;
 }
 
@@ -164,9 +172,8 @@ std::vector<std::vector<const scheduler::Graph*>> shard_batch(
     const std::vector<const scheduler::Graph*>& g, int workers) {
   std::vector<int> idx(g.size());
   std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) {
-    return g[a]->num_vertices() > g[b]->num_vertices();
-  });
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](int a, int b) { return g[a]->num_vertices() > g[b]->num_vertices(); });
   std::vector<long> load(workers, 0);
   std::vector<int> owner(g.size());
   for (int i : idx) {
@@ -179,6 +186,33 @@ std::vector<std::vector<const scheduler::Graph*>> shard_batch(
   return shards;
 }
 
+std::string SkipPolicy::last_checkpoint() const {
+  return fs::exists(checkpoint_) ? checkpoint_ : std::string("none");
+}
 
+void SkipPolicy::skip(const std::string& what) {
+  if (!skip_) fail("{}; training stopped, last checkpoint: {}", what, last_checkpoint());
+  ++total_, ++epoch_, ++consecutive_;
+  if (max_ > 0 && consecutive_ >= max_)
+    fail(
+        "training diverged: {} batches in a row were skipped (the last, {}); last good "
+        "checkpoint: {}",
+        consecutive_, what, last_checkpoint());
+  if (!print_) return;
+  if (shown_ < kWarnings) {
+    ++shown_;
+    fmt::print(stderr, "copse: warning: {}; batch skipped{}\n", what,
+               shown_ == kWarnings ? " (further skips are counted per epoch)" : "");
+  }
+}
+
+long SkipPolicy::end_epoch(int epoch) {
+  const long n = epoch_;
+  if (print_ && n > 0)
+    fmt::print(stderr, "copse: warning: epoch {}: {} batch{} skipped for non-finite values\n",
+               epoch, n, n == 1 ? "" : "es");
+  epoch_ = 0;
+  return n;
+}
 
 }  // namespace copse::models

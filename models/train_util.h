@@ -53,6 +53,38 @@ void write_lines_atomic(const std::string& path, const std::vector<std::string>&
 std::vector<std::vector<const scheduler::Graph*>> shard_batch(
     const std::vector<const scheduler::Graph*>& g, int workers);
 
+// What a run does with a batch it cannot learn from (a non-finite loss,
+// gradient or update): without --skip-nonfinite it stops (throws, naming the
+// batch and the last checkpoint). With it the batch is skipped: the first
+// kWarnings skips are printed, the rest summed up once per epoch, and
+// `max_consecutive` skips in a row (0: no limit) stop the run as diverged.
+class SkipPolicy {
+ public:
+  static constexpr long kWarnings = 3;
+  // `total` counts every skipped batch of the run (the checkpoint's count).
+  SkipPolicy(bool skip, int max_consecutive, bool print, std::string checkpoint_path, long& total)
+      : skip_(skip),
+        max_(max_consecutive),
+        print_(print),
+        checkpoint_(std::move(checkpoint_path)),
+        total_(total) {}
+  // `what` names the batch and the problem. Throws copse::Error to stop.
+  void skip(const std::string& what);
+  void taken() { consecutive_ = 0; }  // a step was taken
+  // Prints how many of this epoch's skips were not shown; returns the
+  // epoch's skip count and starts the next epoch.
+  long end_epoch(int epoch);
+
+ private:
+  std::string last_checkpoint() const;
+  bool skip_;
+  int max_;
+  bool print_;
+  std::string checkpoint_;
+  long& total_;
+  long epoch_ = 0, shown_ = 0, consecutive_ = 0;
+};
+
 struct Worker {
   std::unique_ptr<ops::Backend<float>> backend;
   std::unique_ptr<SentimentModel<float>> model;

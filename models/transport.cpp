@@ -2,6 +2,8 @@
 // or one MPI rank per worker (gradients over MPI or NCCL).
 #include "models/transport.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -9,8 +11,6 @@
 #include <cstdlib>
 #include <sstream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "common/error.h"
 #include "memory/thread_sync.h"
@@ -101,8 +101,8 @@ class MpiTransport : public Transport {
   SyncStats take_stats() override {
     memory::MpiSyncStats m = mpi_.stats();
     mpi_.reset_stats();
-    auto all = mpi_.sum({m.wait_s, double(m.bytes), double(m.sent_bytes), m.exchange_s},
-                        "the statistics");
+    auto all =
+        mpi_.sum({m.wait_s, double(m.bytes), double(m.sent_bytes), m.exchange_s}, "the statistics");
     SyncStats s;
     s.wait_s = all[0] / workers_;
     s.exchange_s = all[3] / workers_;
@@ -129,8 +129,8 @@ std::unique_ptr<Transport> make_transport(const std::string& kind, int workers, 
     for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
       const char* n = std::getenv(var);
       if (n && std::atoi(n) > 1)
-        fail("this is one of {} MPI ranks ({}), but --transport is thread: pass --transport mpi",
-             n, var);
+        fail("this is one of {} MPI ranks ({}), but --transport is thread: pass --transport mpi", n,
+             var);
     }
     if (workers == 0) workers = 1;
     if (workers < 1 || workers > 64) fail("--workers must be in [1, 64], got {}", workers);
@@ -152,7 +152,6 @@ TestFault test_fault_from_env(const std::string& transport) {
   TestFault f;
   const char* env = std::getenv("COPSE_TEST_FAULT");
   if (!env || !*env) return f;
-  if (transport == "thread") fail("COPSE_TEST_FAULT needs --transport mpi or nccl");
   std::vector<std::string> parts;
   std::istringstream in(env);
   for (std::string part; std::getline(in, part, ':');) parts.push_back(part);
@@ -170,17 +169,36 @@ TestFault test_fault_from_env(const std::string& transport) {
     f.kind = TestFault::Hang;
   else if (kind == "perturb")
     f.kind = TestFault::Perturb;
+  else if (kind == "overflow")
+    f.kind = TestFault::Overflow;
+  else if (kind == "overflow-always")
+    f.kind = TestFault::OverflowAlways;
+  else if (kind == "omit")
+    f.kind = TestFault::Omit;
   else
-    fail("COPSE_TEST_FAULT='{}': KIND must be kill, hang or perturb", env);
+    fail("COPSE_TEST_FAULT='{}': KIND must be kill, hang, perturb, overflow, overflow-always or omit", env);
+  if (transport == "thread" && (f.kind == TestFault::Hang || f.kind == TestFault::Perturb))
+    fail("COPSE_TEST_FAULT={}: needs --transport mpi or nccl", kind);
   return f;
 }
 
-void maybe_inject_fault(const TestFault& f, int worker, long step, memory::ParamStore<float>& ps) {
-  if (f.kind == TestFault::None || f.worker != worker || f.step != step) return;
+bool omit_batch(TestFault& f, long step) {
+  if (f.kind != TestFault::Omit || f.step != step || f.fired) return false;
+  f.fired = true;
+  std::fprintf(stderr, "copse: test fault: step %ld: batch omitted\n", step);
+  return true;
+}
+
+void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<float>& ps) {
+  if (f.kind == TestFault::None || f.kind == TestFault::Omit || f.worker != worker || f.fired)
+    return;
+  if (f.kind == TestFault::OverflowAlways ? step < f.step : step != f.step) return;
+  f.fired = f.kind == TestFault::Overflow;  // the skipped step's number comes again
   std::fprintf(stderr, "copse: test fault: worker %d, step %ld: %s\n", worker, step,
-               f.kind == TestFault::Kill   ? "kill"
-               : f.kind == TestFault::Hang ? "hang"
-                                           : "perturb");
+               f.kind == TestFault::Kill       ? "kill"
+               : f.kind == TestFault::Hang     ? "hang"
+               : f.kind == TestFault::Perturb  ? "perturb"
+                                               : "overflow");
   std::fflush(stderr);
   switch (f.kind) {
     case TestFault::Kill:
@@ -195,7 +213,14 @@ void maybe_inject_fault(const TestFault& f, int worker, long step, memory::Param
     case TestFault::Perturb:
       ps.params_flat()[0] += 1e-3f;
       break;
+    case TestFault::Overflow:
+    case TestFault::OverflowAlways: {
+      const float huge = 3e38f;  // finite: the gradient checks pass
+      ps.backend().upload(ps.grads_flat(), &huge, sizeof huge);
+      break;
+    }
     case TestFault::None:
+    case TestFault::Omit:
       break;
   }
 }

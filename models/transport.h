@@ -63,17 +63,28 @@ std::unique_ptr<Transport> make_transport(const std::string& kind, int workers, 
                                           double timeout_s);
 
 // Test hook for the failure tests: COPSE_TEST_FAULT=KIND:WORKER:STEP makes
-// local worker WORKER, before the gradient exchange of optimizer step STEP,
-// kill itself (kill: SIGKILL), stop answering (hang: sleeps), or nudge one of
-// its parameters so its replica diverges (perturb). Only for mpi/nccl, where
-// a worker is a process.
+// local worker WORKER, before the gradient exchange of optimizer step STEP
+// (under SSP: before its push at clock STEP),
+// kill itself (kill: SIGKILL; with threads the whole process), stop
+// answering (hang: sleeps), or nudge one of its parameters so its replica
+// diverges (perturb); hang and perturb only for mpi/nccl, where a worker is a
+// process. overflow (any transport) sets the first dense
+// gradient entry to the finite 3e38, once: the update then overflows on
+// every CPU (SGD with lr >= 2 writes -inf into the parameter; Adagrad's and
+// Adam's squared gradient is inf in their state), unless clipping is on;
+// overflow-always does so at every step from STEP on.
+// omit (any transport, WORKER 0) drops the batch of step STEP before any
+// worker sees it, once: the run a skipped step must equal.
 struct TestFault {
-  enum Kind { None, Kill, Hang, Perturb } kind = None;
+  enum Kind { None, Kill, Hang, Perturb, Overflow, OverflowAlways, Omit } kind = None;
   int worker = -1;
   long step = -1;
+  bool fired = false;
 };
 TestFault test_fault_from_env(const std::string& transport);
+// Whether the batch of `step` is to be omitted (marks the omit fault done).
+bool omit_batch(TestFault& f, long step);
 // Acts on `f` if it is due for this worker and step.
-void maybe_inject_fault(const TestFault& f, int worker, long step, memory::ParamStore<float>& ps);
+void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<float>& ps);
 
 }  // namespace copse::models

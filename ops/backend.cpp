@@ -1,4 +1,5 @@
-// Backend: the host defaults of the optimizer updates (ops/optimizer_cpu.h).
+// Backend: the host defaults of the optimizer updates and their non-finite
+// checks (ops/optimizer_cpu.h).
 #include "ops/backend.h"
 
 #include "ops/optimizer_cpu.h"
@@ -8,37 +9,51 @@ namespace copse::ops {
 using memory::OptimizerConfig;
 
 template <typename T>
-void Backend<T>::optimizer_update(const OptimizerConfig& c, long t, std::size_t n, T* p,
-                                  const T* g, T* s0, T* s1) {
+void Backend<T>::optimizer_update(const OptimizerConfig& c, long t, std::size_t n, T* p, const T* g,
+                                  T* s0, T* s1) {
   if (!host_accessible())
     throw std::logic_error("internal error: backend " + name() + " lacks optimizer_update");
-  switch (c.kind) {
-    case OptimizerConfig::Sgd: sgd_update<T>(n, p, g, s0, c.lr, c.momentum, c.l2); break;
-    case OptimizerConfig::Adagrad: adagrad_update<T>(n, p, g, s0, c.lr, c.eps, c.l2); break;
-    case OptimizerConfig::Adam:
-      adam_update<T>(n, p, g, s0, s1, c.lr, c.beta1, c.beta2, c.eps, c.l2, t);
-      break;
-  }
+  optimizer_update_host<T>(c, t, n, p, g, s0, s1);
 }
 
 template <typename T>
 void Backend<T>::optimizer_update_rows(const OptimizerConfig& c, long t, int n_rows,
-                                       const int* rows, int width, T* p, const T* g, T* s0,
-                                       T* s1) {
+                                       const int* rows, int width, T* p, const T* g, T* s0, T* s1) {
   if (!host_accessible())
     throw std::logic_error("internal error: backend " + name() + " lacks optimizer_update_rows");
-  switch (c.kind) {
-    case OptimizerConfig::Sgd:
-      sgd_update_rows<T>(n_rows, rows, width, p, g, s0, c.lr, c.momentum, c.l2);
-      break;
-    case OptimizerConfig::Adagrad:
-      adagrad_update_rows<T>(n_rows, rows, width, p, g, s0, c.lr, c.eps, c.l2);
-      break;
-    case OptimizerConfig::Adam:
-      adam_update_rows<T>(n_rows, rows, width, p, g, s0, s1, c.lr, c.beta1, c.beta2, c.eps, c.l2,
-                          t);
-      break;
-  }
+  optimizer_update_rows_host<T>(c, t, n_rows, rows, width, p, g, s0, s1);
+}
+
+template <typename T>
+void Backend<T>::optimizer_check(const OptimizerConfig& c, long t, std::size_t n, const T* p,
+                                 const T* g, const T* s0, const T* s1, int tag) {
+  if (!host_accessible())
+    throw std::logic_error("internal error: backend " + name() + " lacks optimizer_check");
+  record_nonfinite(tag, optimizer_check_host<T>(c, t, n, p, g, s0, s1));
+}
+
+template <typename T>
+void Backend<T>::optimizer_check_rows(const OptimizerConfig& c, long t, int n_rows, const int* rows,
+                                      int width, const T* p, const T* g, const T* s0, const T* s1,
+                                      int tag) {
+  if (!host_accessible())
+    throw std::logic_error("internal error: backend " + name() + " lacks optimizer_check_rows");
+  record_nonfinite(tag, optimizer_check_rows_host<T>(c, t, n_rows, rows, width, p, g, s0, s1));
+}
+
+template <typename T>
+void Backend<T>::record_nonfinite(int tag, long offset) {
+  if (tag < 0 || offset < 0) return;
+  if (!nonfinite_.found() || tag < nonfinite_.tag ||
+      (tag == nonfinite_.tag && offset < nonfinite_.offset))
+    nonfinite_ = {tag, offset};
+}
+
+template <typename T>
+typename Backend<T>::NonFinite Backend<T>::take_nonfinite() {
+  NonFinite r = nonfinite_;
+  nonfinite_ = {};
+  return r;
 }
 
 template class Backend<float>;

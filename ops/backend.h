@@ -132,8 +132,35 @@ class Backend {
   virtual void optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
                                      const int* rows, int width, T* p, const T* g, T* s0, T* s1);
 
+  // Non-finite checks of an update (ops/optimizer_cpu.h): what
+  // optimizer_update[_rows] with the same arguments would write (parameters
+  // and state), computed and written nowhere. The first element whose new
+  // value would be inf or NaN is recorded under `tag` (>= 0);
+  // take_nonfinite() returns the smallest recorded (tag, offset from p; rows:
+  // row * width + column) and clears it, {-1, -1} when all were finite. On
+  // CUDA the checks are kernels that lower one device word and
+  // take_nonfinite() is the one wait.
+  struct NonFinite {
+    int tag = -1;
+    long offset = -1;
+    bool found() const { return tag >= 0; }
+  };
+  virtual void optimizer_check(const memory::OptimizerConfig& cfg, long t, std::size_t n,
+                               const T* p, const T* g, const T* s0, const T* s1, int tag);
+  virtual void optimizer_check_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                                    const int* rows, int width, const T* p, const T* g,
+                                    const T* s0, const T* s1, int tag);
+  virtual NonFinite take_nonfinite();
+
   // Waits for queued work (no-op on the CPU).
   virtual void sync() {}
+
+ protected:
+  // Lowers the recorded non-finite element to (tag, offset) if that is smaller.
+  void record_nonfinite(int tag, long offset);
+
+ private:
+  NonFinite nonfinite_;
 };
 
 template <typename T>

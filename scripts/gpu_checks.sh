@@ -3,21 +3,43 @@
 # scripts/device_bundle.sh (carry .device/):
 #   1. the CUDA tests (CUDA vs CPU differential tests, NVRTC kernels);
 #   2. compute-sanitizer memcheck and racecheck over them;
-#   3. bench_treelstm --device cuda on SST: e300/h150/b100 (Adagrad), and the
+#   3. the NCCL transport through the packed Open MPI: one rank must match the
+#      MPI transport (MpiTrain.NcclAgreesWithMpiOrSaysWhyNot); two ranks must
+#      run where there are two GPUs, and be refused with a copse error (not a
+#      crash or a hang) where there is one;
+#   4. bench_treelstm --device cuda on SST: e300/h150/b100 (Adagrad), and the
 #      DyNet sizes e=h=128 and 256 at batch 64; bench_models (every cell).
+# It builds nothing: it stops at once without a GPU, or when a binary cannot
+# find a library (scripts/bundle_env.sh: the bundle's own, the CUDA toolkit's,
+# then python3's NVIDIA wheels for NCCL, cuDNN and CUDA's libraries).
 # Logs go to $OUT (the device tool brings that folder back) or ./gpu-out.
 #   scripts/gpu_checks.sh [--quick]      (--quick: tests and one benchmark)
 # The peer comparison on the GPU is the separate benchmarks/peers/run_gpu.sh.
 set -uo pipefail
+me="gpu_checks.sh"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-out="${OUT:-$root/gpu-out}"
-mkdir -p "$out"
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
+# No GPU: stop before anything else.
+if command -v nvidia-smi >/dev/null; then
+  gpus="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')"
+else
+  gpus="$(ls /dev/nvidia[0-9]* 2>/dev/null | wc -l)"
+fi
+((gpus > 0)) || { echo "$me: no GPU here (nvidia-smi -L lists none): nothing to check" >&2; exit 2; }
 bundle="$root/.device"
-[[ -x "$bundle/copse_tests" ]] || { echo "gpu_checks: no bundle at $bundle (run scripts/device_bundle.sh)" >&2; exit 2; }
-export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
+[[ -x "$bundle/copse_tests" ]] || { echo "$me: no bundle at $bundle (run scripts/device_bundle.sh and carry .device)" >&2; exit 2; }
+source "$root/scripts/bundle_env.sh"
+bundle_env "$bundle" "$me" || exit 2
+bundle_check_libs "$me" "$bundle"/copse* "$bundle"/bench_* "$bundle"/dump_first_batch || exit 2
+out="${OUT:-$root/gpu-out}"
+mkdir -p "$out"
+if [[ -f "$bundle/build-info.txt" ]]; then
+  cp "$bundle/build-info.txt" "$out/"
+  grep -q '^COPSE_NATIVE:BOOL=ON' "$bundle/build-info.txt" &&
+    echo "$me: warning: this bundle was packed from a -march=native build (device_bundle.sh --from): its CPU code may fault here" >&2
+fi
 status=0
 step() {  # step NAME COMMAND...: runs it with its output in $out/NAME.log
   local name="$1"; shift
@@ -37,6 +59,28 @@ if command -v compute-sanitizer >/dev/null; then
     --gtest_filter='CudaBackend.*:-CudaBackend.OutOfMemoryNamesTheSize'
   ((quick)) || step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \
     "$bundle/copse_tests" --gtest_filter='CudaBackend.FusedPrograms*:CudaBackend.RowKernels*:CudaBackend.EveryCell*'
+fi
+# NCCL: one rank against the MPI transport (the test), then two ranks.
+if [[ -x "$bundle/copse_mpi_tests" && -x "$bundle/ompi/bin/mpirun" ]]; then
+  step nccl_one_rank env COPSE_TEST_BINARY_DIR="$bundle" COPSE_TEST_MPIEXEC="$bundle/ompi/bin/mpirun" \
+    "$bundle/copse_mpi_tests" --gtest_filter='MpiTrain.Nccl*'
+  grep -q '\[  SKIPPED \]' "$out/nccl_one_rank.log" && { echo "   the NCCL test skipped: FAILED"; status=1; }
+  nccl_two_ranks() {  # two ranks on this machine's $gpus GPUs
+    local rc=0 dir
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/copse-nccl.XXXXXX")"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe \
+      --bind-to none -np 2 "$bundle/copse" train --transport nccl --batch 32 --optimizer sgd \
+      --seed 1 --epochs 1 --embed 16 --hidden 16 --threads 1 --quiet --sync-timeout 30 \
+      --out "$dir" || rc=$?
+    rm -rf "$dir"
+    echo "exit $rc with 2 ranks on $gpus GPU(s)"
+    if ((gpus >= 2)); then return "$rc"; fi
+    ((rc != 0 && rc != 124)) && grep -q 'copse: error' "$out/nccl_two_ranks.log" ||
+      { echo "expected a copse error (refused: two ranks on one GPU), not exit $rc"; return 1; }
+  }
+  step nccl_two_ranks nccl_two_ranks
+else
+  echo "== nccl: skipped (no copse_mpi_tests or Open MPI in the bundle: built without MPI)"
 fi
 sst="$bundle/data/sst/train.txt"
 bench() {  # bench NAME EMBED HIDDEN BATCH

@@ -59,44 +59,25 @@ data="$bundle/data/sst/train.txt"
 [[ -f "$data" ]] || { echo "run_gpu.sh: no treebank at $data" >&2; exit 2; }
 out="${OUT:-$here/gpu_out}"
 mkdir -p "$out"
-py=python3
 t_start=$SECONDS
 
 # ---------------------------------------------------------------- environment
-export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# copse's binaries: the bundle's libraries (unpacked on first use), the CUDA
+# toolkit's, then python3's NVIDIA wheels for NCCL, cuDNN and CUDA's own
+# (scripts/bundle_env.sh). The peers run with the environment they came with.
+py_ld="${LD_LIBRARY_PATH:-}"
+run_py() { LD_LIBRARY_PATH="$py_ld" python3 "$@"; }
+source "$root/scripts/bundle_env.sh"
+bundle_env "$bundle" run_gpu.sh || exit 2
+bundle_check_libs run_gpu.sh "$bundle/bench_treelstm" "$bundle/dump_first_batch" || exit 2
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
 export PYTHONUNBUFFERED=1
-if ! gpu="$("$py" -c 'import torch; torch.cuda.init(); print(torch.cuda.get_device_name(0))' 2>&1 | tail -n 1)"; then
+if ! gpu="$(run_py -c 'import torch; torch.cuda.init(); print(torch.cuda.get_device_name(0))' 2>&1 | tail -n 1)"; then
   echo "run_gpu.sh: needs a GPU: torch says: $gpu" >&2
   exit 2
 fi
-"$py" -c 'import numpy, safetensors' || { echo "run_gpu.sh: python3 lacks numpy or safetensors" >&2; exit 2; }
-
-# cuDNN 9 for bench_seq_lstm: the system's, else the one PyTorch's wheels bring.
-cudnn_dir() {
-  ldconfig -p 2>/dev/null | grep -q 'libcudnn\.so\.9' && return 0
-  local d
-  for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do
-    [[ -e "$d/libcudnn.so.9" ]] && { echo "$d"; return 0; }
-  done
-  "$py" - <<'EOF'
-import os
-try:
-    import nvidia.cudnn as m
-    for p in m.__path__:
-        d = os.path.join(p, "lib")
-        if os.path.exists(os.path.join(d, "libcudnn.so.9")):
-            print(d)
-            break
-except ImportError:
-    pass
-EOF
-}
-if ((seq)); then
-  d="$(cudnn_dir)"
-  [[ -n "$d" ]] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
-fi
+run_py -c 'import numpy, safetensors' || { echo "run_gpu.sh: python3 lacks numpy or safetensors" >&2; exit 2; }
 
 if ((quick)); then
   configs=("300 150 100" "128 128 64")
@@ -117,7 +98,7 @@ note="$( ((quick)) && echo quick || echo full) run, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "peer suite on the GPU | data $data | gpu: $gpu | quick=$quick | budget ${budget}s"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') ($(getconf _NPROCESSORS_ONLN) cores)"
 report() {  # the table and the CSV so far (and the PNG with --png)
-  "$py" "$here/report.py" "$results" --csv "$out/peers_gpu.csv" \
+  run_py "$here/report.py" "$results" --csv "$out/peers_gpu.csv" \
     --title "Tree-LSTM training on SST, $gpu, float32" --note "$note" "$@"
 }
 failed=0
@@ -144,7 +125,7 @@ for cfg in "${configs[@]}"; do
     echo "$log" | tail -n 5
     echo "copse: bench_treelstm exited with status $rc"; failed=1
   else
-    "$py" - "$(echo "$log" | tail -n 1)" "$E" "$H" "$B" >>"$results" <<'EOF'
+    run_py - "$(echo "$log" | tail -n 1)" "$E" "$H" "$B" >>"$results" <<'EOF'
 import json, sys
 j = json.loads(sys.argv[1])
 print(json.dumps({"system": "copse", "embed": int(sys.argv[2]), "hidden": int(sys.argv[3]),
@@ -165,7 +146,7 @@ EOF
     esac
     ((${extra[1]} < B)) && extra[1]="$B"
     set +e
-    (cd "$here" && "$py" "$script" --device cuda --data "$data" --ref "$ref" --batch "$B" \
+    (cd "$here" && run_py "$script" --device cuda --data "$data" --ref "$ref" --batch "$B" \
       --seconds "$seconds" --json "$results" "${extra[@]}") >"$work/$p.log" 2>&1
     rc=$?
     set -e
@@ -184,7 +165,7 @@ done
 # Self-test of the check on the GPU: with one weight of W perturbed it must fail loudly.
 if [[ -n "$first_ref" ]]; then
   B="${first_ref##*_}"
-  if (cd "$here" && "$py" torch_level.py --device cuda --data "$data" --ref "$first_ref" \
+  if (cd "$here" && run_py torch_level.py --device cuda --data "$data" --ref "$first_ref" \
         --batch "$B" --perturb) >"$work/perturb.log" 2>&1; then
     echo "self-test: torch_level (cuda) with a perturbed weight fails the check, as it must: $(grep -m1 '^\[check\]' "$work/perturb.log")"
   else
@@ -198,8 +179,8 @@ if ((seq)); then
   : >"$out/seq_lstm.jsonl"
   if [[ ! -x "$bundle/bench_seq_lstm" ]]; then
     echo "bench_seq_lstm: not in the bundle (built only where cuDNN is found)"; failed=1
-  elif ldd "$bundle/bench_seq_lstm" | grep -q 'not found'; then
-    echo "bench_seq_lstm: cannot load: $(ldd "$bundle/bench_seq_lstm" | grep 'not found' | tr -s ' \t' ' ')"; failed=1
+  elif ! bundle_check_libs bench_seq_lstm "$bundle/bench_seq_lstm"; then
+    failed=1
   else
     for cfg in "${seq_configs[@]}"; do
       read -r E H B <<<"$cfg"
@@ -226,7 +207,7 @@ mkdir -p "$root/benchmarks/figures"
 report --png "$out/peers_gpu.png"
 cp "$out/peers_gpu.csv" "$here/results_gpu.csv"
 cp "$out/peers_gpu.png" "$root/benchmarks/figures/peers_gpu.png"
-"$py" - "$results" <<'EOF'
+run_py - "$results" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 tps = {(r["system"], r["embed"], r["hidden"], r["batch"]): r.get("trees_per_s")

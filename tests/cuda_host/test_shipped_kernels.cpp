@@ -267,6 +267,55 @@ TEST(CudaOnHost, OptimizerUpdatesMatchCpu) {
     }
 }
 
+// The read-only checks before an update: the smallest (tag, offset) of an
+// element the update would make inf or NaN, through atomicMin on one word,
+// in whatever order the schedule runs the threads; the CPU's answer.
+TEST(CudaOnHost, OptimizerChecksFindTheFirstNonFiniteElementAsCpu) {
+  ops::CpuBackend<float> cpu(1);
+  const std::size_t n = 5000;
+  const int width = 24;
+  const std::vector<int> rows = {7, 1, 30, 12};
+  using K = memory::OptimizerConfig;
+  const float inf = std::numeric_limits<float>::infinity();
+  for (auto kind : {K::Sgd, K::Adagrad, K::Adam}) {
+    K a;
+    a.kind = kind;
+    a.lr = 0.05f;
+    a.momentum = kind == K::Sgd ? 0.9f : 0.f;
+    const Vec p = random_vec(n, 50), s0 = random_vec(n, 51, 0.f, 1.f),
+              s1 = random_vec(n, 52, 0.f, 1.f);
+    for (int bad : {0, 1, 3}) {  // how many poisoned gradients (each case its own positions)
+      Vec g = random_vec(n, 53);
+      const std::size_t at[] = {4321, 893, 1343};  // 893, 1343: in listed rows 12 and 30 too
+      for (int k = 0; k < bad; ++k) g[at[k]] = k == 1 ? kNaN : inf;
+      const float* c0 = kind == K::Sgd && a.momentum == 0.f ? nullptr : s0.data();
+      const float* c1 = kind == K::Adam ? s1.data() : nullptr;
+      cpu.optimizer_check(a, 2, n, p.data(), g.data(), c0, c1, 3);
+      cpu.optimizer_check_rows(a, 2, 4, rows.data(), width, p.data() + 600, g.data() + 600,
+                               c0 ? c0 + 600 : nullptr, c1 ? c1 + 600 : nullptr, 1);
+      const auto ref = cpu.take_nonfinite();
+      EXPECT_EQ(ref.found(), bad > 0);
+      for_each_schedule([&](hk::cudaStream_t s, const std::string& how) {
+        unsigned long long first = ~0ull;
+        const auto params = cuda::optimizer_params(a, 2);
+        hk::optimizer_check(s, params, n, p.data(), g.data(), c0, c1, 3, &first);
+        hk::optimizer_check_rows(s, params, 4, rows.data(), width, p.data() + 600, g.data() + 600,
+                                 c0 ? c0 + 600 : nullptr, c1 ? c1 + 600 : nullptr, 1, &first);
+        const int tag =
+            first == ~0ull ? -1 : static_cast<int>(first >> cuda::kernels::kNonFiniteTagShift);
+        const long offset =
+            first == ~0ull
+                ? -1
+                : static_cast<long>(first & ((1ull << cuda::kernels::kNonFiniteTagShift) - 1));
+        const std::string what =
+            fmt::format("optimizer {} with {} bad gradients, {}", int(kind), bad, how);
+        EXPECT_EQ(tag, ref.tag) << what;
+        EXPECT_EQ(offset, ref.offset) << what;
+      });
+    }
+  }
+}
+
 // After a run of the whole binary: which kernels ran on the host.
 class ListKernels : public ::testing::Environment {
  public:

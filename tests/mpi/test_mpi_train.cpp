@@ -21,12 +21,21 @@
 
 #include "memory/safetensors.h"
 #include "models/checkpoint.h"
+#include "tests/nonfinite_checks.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kCopse = std::string(COPSE_BINARY_DIR) + "/copse";
+// The build's copse and mpiexec, unless COPSE_TEST_BINARY_DIR and
+// COPSE_TEST_MPIEXEC name others (scripts/gpu_checks.sh runs the NCCL test
+// from the GPU bundle with its packed Open MPI).
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+const std::string kCopse = env_or("COPSE_TEST_BINARY_DIR", COPSE_BINARY_DIR) + "/copse";
+const std::string kMpiexec = env_or("COPSE_TEST_MPIEXEC", COPSE_MPIEXEC);
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -68,7 +77,7 @@ std::string mpi_env() {
 Result mpirun(int ranks, const std::string& args, const fs::path& dir, const std::string& env = "",
               const std::string& transport = "mpi") {
   return shell(fmt::format("{} {} {} --oversubscribe --bind-to none {} {} {} {} --transport {}",
-                           mpi_env(), env, COPSE_MPIEXEC, COPSE_MPIEXEC_NUMPROC_FLAG, ranks, kCopse,
+                           mpi_env(), env, kMpiexec, COPSE_MPIEXEC_NUMPROC_FLAG, ranks, kCopse,
                            args, transport),
                dir);
 }
@@ -232,7 +241,7 @@ TEST_F(MpiTrain, BadOptionsAreClearErrors) {
   EXPECT_NE(r.err.find("one of 2 MPI ranks"), std::string::npos) << r.err;
   r = mpirun(1, base, dir_, "COPSE_TEST_FAULT=explode:0:1");
   EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("KIND must be kill, hang or perturb"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("KIND must be kill, hang, perturb, overflow, overflow-always or omit"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(out("run") + "/metrics.jsonl"));
   // Without MPI (or a GPU for nccl) the transport says so.
   r = local(base + " --transport bogus", dir_);
@@ -255,6 +264,27 @@ TEST_F(MpiTrain, NcclAgreesWithMpiOrSaysWhyNot) {
   Result mpi = mpirun(1, flags + out("mpi"), dir_);
   ASSERT_EQ(mpi.status, 0) << mpi.err;
   EXPECT_LE(rel_diff(final_params(out("nccl")), final_params(out("mpi"))), 1e-5);
+}
+
+// A non-finite update on 2 ranks (the overflow reaches rank 1's gradient,
+// so the summed one on both): every rank stops at the same step with the
+// last good checkpoint intact, or skips it exactly (tests/nonfinite_checks.h).
+TEST_F(MpiTrain, NonFiniteUpdateStopsOrSkipsOnEveryRank) {
+  copse::testing::Launch launch = [this](const std::string& args, const std::string& env) {
+    Result r = mpirun(2, args, dir_, env);
+    return copse::testing::RunResult{r.status, r.err};
+  };
+  for (const auto& c : copse::testing::kOptimizerCases) {
+    SCOPED_TRACE(c.name);
+    const std::string flags = fmt::format(
+        "train --epochs 1 --embed 8 --hidden 8 --batch 25 --seed 5 --threads 1 --clip 0 --quiet "
+        "--checkpoint-every 1 --optimizer {} --lr {}",
+        c.name, c.lr);
+    fs::create_directories(dir_ / c.name / "stop");
+    fs::create_directories(dir_ / c.name / "skip");
+    copse::testing::check_nonfinite_stop(launch, flags, 1, dir_ / c.name / "stop");
+    copse::testing::check_nonfinite_skip(launch, flags, 1, dir_ / c.name / "skip");
+  }
 }
 
 }  // namespace
