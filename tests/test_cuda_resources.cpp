@@ -37,6 +37,12 @@ struct Usage {
   long smem = 0;  // static shared memory
 };
 
+// The build's ptxas, or a reason to skip (a bundle copied to another machine).
+std::string missing_tools() {
+  if (!std::filesystem::exists(COPSE_PTXAS)) return std::string("no ptxas at ") + COPSE_PTXAS;
+  return "";
+}
+
 // ptxas -v on a PTX file: per entry function (demangled enough to read).
 std::map<std::string, Usage> ptxas_usage(const std::string& ptx_path) {
   const std::string log = ptx_path + ".ptxas.log";
@@ -144,6 +150,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 
 TEST(CudaResources, KernelsOfKernelsCuFitSm90WithoutSpills) {
+  if (!missing_tools().empty()) GTEST_SKIP() << missing_tools();
   std::string ptx;
   for (const std::string& p : split(COPSE_KERNELS_PTX, ':'))
     if (p.find("kernels") != std::string::npos) ptx = p;
@@ -183,6 +190,7 @@ TEST(CudaResources, KernelsOfKernelsCuFitSm90WithoutSpills) {
 }
 
 TEST(CudaResources, GeneratedKernelsOfEveryCellFitSm90WithoutSpills) {
+  if (!missing_tools().empty()) GTEST_SKIP() << missing_tools();
   // Every kernel in one NVRTC program, each text in a namespace of its own.
   std::string all;
   std::vector<Launch> launches;

@@ -94,6 +94,11 @@ struct Case {
   std::vector<int> out_buffer;  // which buffer of `outs` output o uses
 };
 
+// Floats after each buffer's last row: a broken kernel (the shifted column
+// below) reads past a row without leaving the allocation, and outputs must
+// leave them as they were.
+constexpr int kSlack = 32;
+
 Case make_case(const ops::FusedProgram& p, int rows, std::uint32_t seed, bool broadcast,
                bool alias) {
   Case c;
@@ -107,11 +112,13 @@ Case make_case(const ops::FusedProgram& p, int rows, std::uint32_t seed, bool br
   for (int i = 0; i < p.num_inputs; ++i) {
     const long ld = broadcast && i == 0 ? 0 : c.in_w[i] + (seed + i) % 5;
     c.in_ld.push_back(ld);
-    c.ins.push_back(emutest::random_vec((rows - 1) * ld + c.in_w[i], seed * 31 + i, -2.f, 2.f));
+    c.ins.push_back(
+        emutest::random_vec((rows - 1) * ld + c.in_w[i] + kSlack, seed * 31 + i, -2.f, 2.f));
   }
   for (int o = 0; o < p.num_outputs; ++o) {
     c.out_ld.push_back(c.out_w[o] + (seed + 2 * o) % 7);
-    c.outs.push_back(emutest::random_vec((rows - 1) * c.out_ld[o] + c.out_w[o], seed * 57 + o));
+    c.outs.push_back(
+        emutest::random_vec((rows - 1) * c.out_ld[o] + c.out_w[o] + kSlack, seed * 57 + o));
     c.out_buffer.push_back(o);
   }
   const std::vector<int> acc = accumulate_only_outputs(p);
