@@ -16,7 +16,9 @@
 
 #include "common/error.h"
 #include "cuda/fused_codegen.h"
+#include "cuda/launch_plans.h"
 #include "cuda/kernels.h"
+#include "cuda/nvrtc_compile.h"
 
 namespace copse::cuda {
 
@@ -161,17 +163,6 @@ struct CudaBackend::Impl {
     ++stats.syncs;
   }
 
-  // Warps per block and dynamic shared memory for a program's scratch.
-  void launch_shape(const ops::FusedProgram& prog, FusedEntry& e) const {
-    const std::size_t per_warp = sizeof(float) * static_cast<std::size_t>(prog.scratch_width);
-    if (per_warp > static_cast<std::size_t>(max_smem))
-      fail("[cuda] fused program '{}' needs {} bytes of scratch per row; {} allows at most {} "
-           "bytes of shared memory per block",
-           prog.name, per_warp, prop.name, max_smem);
-    e.warps = per_warp == 0 ? 8 : static_cast<int>(std::min<std::size_t>(8, max_smem / per_warp));
-    e.smem = per_warp * e.warps;
-  }
-
   FusedEntry& entry(const ops::FusedProgram& prog) {
     auto it = fused.find(prog.fingerprint);
     if (it != fused.end()) return it->second;
@@ -181,23 +172,13 @@ struct CudaBackend::Impl {
       fail("[cuda] fused program '{}' has {} inputs and outputs; at most {} are supported",
            prog.name, prog.num_inputs + prog.num_outputs, kernels::kMaxViews);
     FusedEntry e;
-    launch_shape(prog, e);
+    const FusedShape shape = fused_shape(prog, max_smem, prop.name);
+    e.warps = shape.warps;
+    e.smem = shape.smem;
     // The interpreter's copy of the program.
-    std::vector<kernels::DevReg> regs;
-    for (size_t r = 0; r < prog.regs.size(); ++r) {
-      const auto& reg = prog.regs[r];
-      kernels::DevReg d{};
-      d.kind = reg.kind == ops::RegKind::Input ? 0 : reg.kind == ops::RegKind::Output ? 1 : 2;
-      d.ext = reg.kind == ops::RegKind::Output ? prog.num_inputs + reg.ext : reg.ext;
-      d.temp_offset = prog.temp_offset[r];
-      regs.push_back(d);
-    }
-    std::vector<kernels::DevInstr> code;
-    for (const auto& in : prog.code) {
-      const int srcs = ops::ew_num_sources(in.op);
-      code.push_back({static_cast<int>(in.op), in.d.reg, in.d.col, srcs >= 1 ? in.a.reg : -1,
-                      in.a.col, srcs >= 2 ? in.b.reg : -1, in.b.col, in.width, in.imm});
-    }
+    const InterpreterProgram ip = interpreter_program(prog);
+    const auto& regs = ip.regs;
+    const auto& code = ip.code;
     e.num_regs = static_cast<int>(regs.size());
     e.num_instr = static_cast<int>(code.size());
     check(cudaMalloc(&e.regs, sizeof(kernels::DevReg) * std::max<size_t>(1, regs.size())),
@@ -240,12 +221,7 @@ struct CudaBackend::Impl {
                  const ops::RowView<float>* outputs, bool interpret) {
     if (rows <= 0 || prog.code.empty()) return;
     FusedEntry& e = entry(prog);
-    kernels::FusedArgs args{};
-    args.rows = rows;
-    for (int i = 0; i < prog.num_inputs; ++i)
-      args.v[i] = {const_cast<float*>(inputs[i].ptr), inputs[i].ld};
-    for (int o = 0; o < prog.num_outputs; ++o)
-      args.v[prog.num_inputs + o] = {outputs[o].ptr, outputs[o].ld};
+    kernels::FusedArgs args = fused_args(prog, rows, inputs, outputs);
     if (e.kernel && !interpret) {
       void* params[] = {&args};
       const dim3 grid((rows + e.warps - 1) / e.warps), block(32 * e.warps);
@@ -453,22 +429,6 @@ void CudaBackend::scatter_add_rows(int n, int width, const float* src, long ld_s
       "scatter_add_rows");
 }
 
-namespace {
-
-// The jobs [k, k + kMaxRowJobs) as one launch's argument (empty jobs dropped).
-kernels::RowJobs pack_jobs(const ops::RowJob<float>* jobs, int begin, int end) {
-  kernels::RowJobs p{};
-  for (int k = begin; k < end; ++k) {
-    const auto& j = jobs[k];
-    if (j.n <= 0 || j.width <= 0) continue;
-    p.job[p.count++] = {j.n, j.width, j.src, j.ld_src, j.idx, j.dst, j.ld_dst};
-    p.max_rows = std::max(p.max_rows, j.n);
-  }
-  return p;
-}
-
-}  // namespace
-
 void CudaBackend::gather_rows_batched(const ops::RowJob<float>* jobs, int count) {
   for (int k = 0; k < count; k += kernels::kMaxRowJobs) {
     const kernels::RowJobs p = pack_jobs(jobs, k, std::min(count, k + kernels::kMaxRowJobs));
@@ -620,26 +580,6 @@ void CudaBackend::scale_listed_rows(int n_rows, const int* rows, int width, floa
   m.launched(kernels::scale_listed_rows(m.compute, n_rows, d, width, s, base),
              "scale_listed_rows");
 }
-
-namespace {
-
-kernels::OptimizerParams optimizer_params(const memory::OptimizerConfig& c, long t) {
-  kernels::OptimizerParams p{};
-  using K = memory::OptimizerConfig;
-  p.kind = c.kind == K::Sgd ? 0 : c.kind == K::Adagrad ? 1 : 2;
-  p.lr = c.lr;
-  p.momentum = c.momentum;
-  p.beta1 = c.beta1;
-  p.beta2 = c.beta2;
-  p.eps = c.eps;
-  p.l2 = c.l2;
-  // As ops/optimizer_cpu.cpp: the corrections in float from pow in double.
-  p.c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(p.beta1), t)));
-  p.c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(p.beta2), t)));
-  return p;
-}
-
-}  // namespace
 
 void CudaBackend::optimizer_update(const memory::OptimizerConfig& cfg, long t, std::size_t n,
                                    float* p, const float* g, float* s0, float* s1) {

@@ -5,7 +5,7 @@
 // elementwise programs as kernels generated from the IR and compiled at run
 // time with NVRTC (cached per program content, with a generic interpreter
 // kernel as fallback), hand-written row kernels (cuda/kernels.cu), optimizer
-// updates over the flat parameter buffers, deterministic CUB reductions.
+// updates over the flat parameter buffers, deterministic block reductions.
 // Memory from cudaMalloc only (no managed memory). One compute stream for
 // all kernels and a copy stream for the per-batch index upload, which goes
 // through a double-buffered pinned staging buffer (upload_async).

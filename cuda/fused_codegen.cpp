@@ -1,15 +1,11 @@
-// CUDA source generation for fused programs and NVRTC compilation.
+// CUDA source generation for fused programs (no CUDA toolkit needed: the
+// host emulator compiles the same text with the host compiler).
 #include "cuda/fused_codegen.h"
-
-#include <nvrtc.h>
-
-#include <chrono>
-#include <cstdio>
 
 #include <fmt/format.h>
 
 #include "common/error.h"
-#include "cuda/kernels.h"
+#include "cuda/kernel_args.h"
 
 namespace copse::cuda {
 
@@ -121,10 +117,6 @@ Generated generate_body(const FusedProgram& p) {
   return g;
 }
 
-void check_nvrtc(nvrtcResult r, const char* what) {
-  if (r != NVRTC_SUCCESS) fail("[cuda] NVRTC {} failed: {}", what, nvrtcGetErrorString(r));
-}
-
 }  // namespace
 
 std::string fused_kernel_name(const FusedProgram& prog) {
@@ -155,51 +147,6 @@ std::string fused_kernel_source(const FusedProgram& prog) {
   s += g.body;
   s += "}\n";
   return s;
-}
-
-NvrtcResult nvrtc_compile(const std::string& source, const std::string& name,
-                          const std::string& arch) {
-  NvrtcResult res;
-  const auto t0 = std::chrono::steady_clock::now();
-  nvrtcProgram prog;
-  check_nvrtc(nvrtcCreateProgram(&prog, source.c_str(), (name + ".cu").c_str(), 0, nullptr,
-                                 nullptr),
-              "nvrtcCreateProgram");
-  const std::string arch_opt = "--gpu-architecture=" + arch;
-  const char* opts[] = {arch_opt.c_str(), "--std=c++17", "--restrict"};
-  const nvrtcResult r = nvrtcCompileProgram(prog, 3, opts);
-  std::size_t log_size = 0;
-  nvrtcGetProgramLogSize(prog, &log_size);
-  if (log_size > 1) {
-    res.log.resize(log_size);
-    nvrtcGetProgramLog(prog, res.log.data());
-    res.log.resize(log_size - 1);
-  }
-  if (r == NVRTC_SUCCESS) {
-    const bool cubin = arch.rfind("sm_", 0) == 0;
-    std::size_t size = 0;
-    if (cubin) {
-      check_nvrtc(nvrtcGetCUBINSize(prog, &size), "nvrtcGetCUBINSize");
-      res.binary.resize(size);
-      check_nvrtc(nvrtcGetCUBIN(prog, res.binary.data()), "nvrtcGetCUBIN");
-    } else {
-      check_nvrtc(nvrtcGetPTXSize(prog, &size), "nvrtcGetPTXSize");
-      res.binary.resize(size);
-      check_nvrtc(nvrtcGetPTX(prog, res.binary.data()), "nvrtcGetPTX");
-    }
-    res.ok = true;
-  } else if (res.log.empty()) {
-    res.log = nvrtcGetErrorString(r);
-  }
-  nvrtcDestroyProgram(&prog);
-  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return res;
-}
-
-std::string nvrtc_version() {
-  int major = 0, minor = 0;
-  if (nvrtcVersion(&major, &minor) != NVRTC_SUCCESS) return "unknown";
-  return fmt::format("{}.{}", major, minor);
 }
 
 }  // namespace copse::cuda

@@ -1,4 +1,4 @@
-// CUDA source for a FusedProgram, and its compilation with NVRTC.
+// CUDA source for a FusedProgram (compiled by cuda/nvrtc_compile.h).
 //
 // The generated kernel has the interpreter's layout (cuda/kernels.h): one
 // warp per row, lanes over columns, Temp registers in the warp's slice of
@@ -11,7 +11,6 @@
 #pragma once
 
 #include <string>
-#include <vector>
 
 #include "ops/fused_program.h"
 
@@ -27,20 +26,5 @@ std::string fused_kernel_source(const ops::FusedProgram& prog);
 // How many __syncwarp() the generated kernel has (for tests of the hazard
 // analysis).
 int fused_kernel_syncs(const ops::FusedProgram& prog);
-
-struct NvrtcResult {
-  bool ok = false;
-  std::string log;            // NVRTC's log (errors, warnings)
-  std::vector<char> binary;   // cubin for "sm_XX", PTX for "compute_XX"
-  double seconds = 0;
-};
-
-// Compiles `source` with NVRTC for `arch` ("sm_90" gives a cubin,
-// "compute_90" PTX). Works without a GPU.
-NvrtcResult nvrtc_compile(const std::string& source, const std::string& name,
-                          const std::string& arch);
-
-// NVRTC's version as "major.minor".
-std::string nvrtc_version();
 
 }  // namespace copse::cuda

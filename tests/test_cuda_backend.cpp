@@ -36,6 +36,7 @@
 #ifdef COPSE_WITH_CUDA
 #include "cuda/cuda_backend.h"
 #include "cuda/fused_codegen.h"
+#include "cuda/nvrtc_compile.h"
 #endif
 
 namespace copse {
