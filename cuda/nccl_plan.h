@@ -73,8 +73,9 @@ inline GradPlan nccl_grad_plan(MemoryKind kind, int buffer_device, int comm_devi
     case MemoryKind::Device:
     case MemoryKind::Managed:
       if (kind == MemoryKind::Device && buffer_device != comm_device)
-        fail("[nccl transport] the gradients are on GPU {}, this rank's NCCL communicator on GPU {}",
-             buffer_device, comm_device);
+        fail(
+            "[nccl transport] the gradients are on GPU {}, this rank's NCCL communicator on GPU {}",
+            buffer_device, comm_device);
       p.in_place = true;
       break;
     case MemoryKind::Pinned:

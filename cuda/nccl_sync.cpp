@@ -45,7 +45,9 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
   float* reserve(std::size_t n) {  // contents not kept
     if (n > n_) {
-      if (p_) cuda_check(pinned_ ? cudaFreeHost(p_) : cudaFree(p_), "cudaFree");
+      if (p_)
+        cuda_check(pinned_ ? cudaFreeHost(p_) : cudaFree(p_),
+                   pinned_ ? "cudaFreeHost" : "cudaFree");
       p_ = nullptr;
       n_ = 0;
       if (pinned_)
@@ -178,8 +180,9 @@ class NcclGradSync : public memory::GradSync<float> {
       const GradPlan plan = nccl_grad_plan(memory_kind(g, &g_device), g_device, device_);
       const cudaStream_t s = stream_->get();
       const std::size_t bytes = n * sizeof(float);
-      float* d = g;                                   // what the all-reduce sums, [n]
-      float* h = plan.bounce ? bounce_.reserve(n) : g;  // host side of the copies, [n]
+      // d: what the all-reduce sums; h: the host side of the copies; [n] each.
+      float* d = g;
+      float* h = plan.bounce ? bounce_.reserve(n) : g;
       if (plan.in_place) {
         after_compute_stream(store.backend());
       } else {
@@ -190,7 +193,8 @@ class NcclGradSync : public memory::GradSync<float> {
       }
       nccl_check(ncclAllReduce(d, d, n, ncclFloat, ncclSum, comm_, s), "ncclAllReduce");
       wait_comm("gradient sync (NCCL)", until);  // queued
-      if (!plan.in_place)  // into pinned memory: returns at once
+      // Into pinned memory: the call returns at once.
+      if (!plan.in_place)
         cuda_check(cudaMemcpyAsync(h, d, bytes, cudaMemcpyDeviceToHost, s),
                    "cudaMemcpyAsync (gradients from the GPU)");
       wait_stream("gradient sync (NCCL)", until);  // summed (and copied back)
@@ -216,8 +220,8 @@ class NcclGradSync : public memory::GradSync<float> {
 
   using Clock = std::chrono::steady_clock;
   Clock::time_point deadline() const {
-    return Clock::now() +
-           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(mpi_.timeout_s()));
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(mpi_.timeout_s()));
   }
 
   // The CUDA backend's kernels wrote the gradients on its compute stream: the
@@ -273,8 +277,8 @@ class NcclGradSync : public memory::GradSync<float> {
   std::unique_ptr<Stream> stream_;
   ncclComm_t comm_ = nullptr;
   bool aborted_ = false;
-  Buffer buffer_{false};  // [n] on the GPU (host gradients)
-  Buffer bounce_{true};   // [n] pinned (pageable host gradients)
+  Buffer buffer_{false};             // [n] on the GPU (host gradients)
+  Buffer bounce_{true};              // [n] pinned (pageable host gradients)
   std::unique_ptr<Event> computed_;  // on the backend's compute stream (device gradients)
 };
 

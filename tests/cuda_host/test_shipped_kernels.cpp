@@ -262,7 +262,8 @@ TEST(CudaOnHost, SoftmaxBadLabelsNameTheLowestRowAndWriteNothing) {
     EXPECT_EQ(d, Vec(rows * ld, kSentinel)) << how << ": dlogits written";
     EXPECT_EQ(pred, std::vector<int>(rows, -7)) << how << ": predictions written";
     EXPECT_EQ(hit, std::vector<int>(rows, -7)) << how << ": row hits written";
-    EXPECT_TRUE(std::all_of(row_loss.begin(), row_loss.end(), [](double v) { return std::isnan(v); }))
+    EXPECT_TRUE(
+        std::all_of(row_loss.begin(), row_loss.end(), [](double v) { return std::isnan(v); }))
         << how << ": row losses written";
   });
 }

@@ -1,7 +1,9 @@
 // `copse train --transport mpi` under mpirun on loopback: 2 and 4 ranks end
 // with the parameters of one worker on the whole batch (and the bits of the
 // thread transport); a rank that dies or stops answering ends the job with an
-// error in bounded time and leaves the last checkpoint usable.
+// error in bounded time and leaves the last checkpoint usable. The
+// MpiTrain.Nccl* tests need a GPU (scripts/gpu_checks.sh runs them) and
+// skip without one or without NCCL in the build.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -269,9 +271,10 @@ TEST_F(MpiTrain, NcclAgreesWithMpiOrSaysWhyNot) {
 // Whether a failed NCCL run failed for want of a GPU or of NCCL in the build
 // (the GPU tests below then skip), rather than in the transport itself.
 bool no_nccl_here(const Result& r) {
-  return r.status == 2 && (r.err.find("--transport nccl needs a GPU, and rank") != std::string::npos ||
-                           r.err.find("was built without") != std::string::npos ||
-                           r.err.find("--device cuda: ") != std::string::npos);
+  return r.status == 2 &&
+         (r.err.find("--transport nccl needs a GPU, and rank") != std::string::npos ||
+          r.err.find("was built without") != std::string::npos ||
+          r.err.find("--device cuda: ") != std::string::npos);
 }
 
 // With the parameters on the GPU (--device cuda, one worker) the all-reduce
