@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -515,21 +516,30 @@ double CudaBackend::softmax_xent(int rows, int classes, const float* logits, lon
   }
   Impl& m = *impl_;
   m.ensure_softmax(rows);
-  check(cudaMemsetAsync(m.bad_label, 0, sizeof(int), m.compute), "cudaMemsetAsync");
   double* out = m.reduce_ws + kernels::kReduceBlocks;
   m.launched(kernels::softmax_xent(m.compute, rows, classes, logits, ld, labels, scale, dlogits,
                                    ld_d, pred ? m.pred_ws : nullptr, m.row_loss, m.row_hit, out,
                                    m.bad_label),
              "softmax_xent");
-  ++m.stats.launches;  // its finishing reduction
-  int bad = 0;
+  m.stats.launches += 2;  // its label check and finishing reduction
+  // The lowest row with a bad label, INT_MAX if none; with one the kernels
+  // wrote nothing, and neither do we (pred, correct), as on the CPU.
+  int bad = INT_MAX;
   check(cudaMemcpyAsync(&bad, m.bad_label, sizeof(int), cudaMemcpyDeviceToHost, m.compute),
         "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(m.compute), "cudaStreamSynchronize");
+  ++m.stats.syncs;
+  if (bad != INT_MAX) {
+    int label = 0;
+    check(cudaMemcpyAsync(&label, labels + bad, sizeof(int), cudaMemcpyDeviceToHost, m.compute),
+          "cudaMemcpyAsync (label)");
+    check(cudaStreamSynchronize(m.compute), "cudaStreamSynchronize");
+    throw Error(ops::softmax_label_error(bad, label, classes));
+  }
   if (pred)
     check(cudaMemcpyAsync(pred, m.pred_ws, sizeof(int) * rows, cudaMemcpyDeviceToHost, m.compute),
           "cudaMemcpyAsync (predictions)");
   m.read_results(2);
-  if (bad > 0) fail("[cuda softmax_xent] row {} has a label >= the {} classes", bad - 1, classes);
   if (correct) *correct = std::lround(m.host_result[1]);
   return m.host_result[0];
 }

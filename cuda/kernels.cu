@@ -2,6 +2,8 @@
 // launchers are in cuda/kernels_body.cuh (shared with the host emulator).
 #include "cuda/kernels.h"
 
+#include <climits>
+
 #include "ops/fused_program.h"
 
 #define COPSE_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>

@@ -226,13 +226,32 @@ __global__ void finish_sum_k(const double* __restrict__ partial, int count, doub
   if (threadIdx.x == 0) out[0] = s;
 }
 
+// One block: *bad_label = the lowest row whose label is >= classes, INT_MAX
+// when there is none (the block's minimum, from INT_MAX; no reset needed).
+__global__ void softmax_labels_k(int rows, int classes, const int* __restrict__ labels,
+                                 int* bad_label) {
+  extern __shared__ float smem[];
+  int* lowest = reinterpret_cast<int*>(smem);
+  if (threadIdx.x == 0) *lowest = INT_MAX;
+  __syncthreads();
+  for (int r = threadIdx.x; r < rows; r += kThreads)
+    if (labels[r] >= classes) {
+      atomicMin(lowest, r);
+      break;  // this thread's later rows are higher
+    }
+  __syncthreads();
+  if (threadIdx.x == 0) *bad_label = *lowest;
+}
+
 // One warp per row: max, argmax (first maximum), sum of exp, loss, gradient.
+// Writes nothing when softmax_labels_k found a bad label (as the CPU backend,
+// which checks the labels before it writes).
 __global__ void softmax_xent_k(int rows, int classes, const float* __restrict__ logits, long ld,
                                const int* __restrict__ labels, float scale, float* dlogits,
                                long ld_d, int* pred, double* row_loss, int* row_hit,
-                               int* bad_label) {
+                               const int* __restrict__ bad_label) {
   const int r = warp_row();
-  if (r >= rows) return;
+  if (r >= rows || *bad_label != INT_MAX) return;
   const float* x = logits + r * ld;
   float best = -INFINITY;
   int arg = classes;
@@ -247,8 +266,7 @@ __global__ void softmax_xent_k(int rows, int classes, const float* __restrict__ 
   if (pred && lane() == 0) pred[r] = arg;
   const int label = labels[r];
   float* d = dlogits ? dlogits + r * ld_d : nullptr;
-  if (label >= classes && lane() == 0) atomicCAS(bad_label, 0, r + 1);
-  if (label < 0 || label >= classes) {
+  if (label < 0) {
     if (d)
       for (int j = lane(); j < classes; j += 32) d[j] = 0.f;
     if (lane() == 0) row_loss[r] = 0, row_hit[r] = 0;
@@ -557,6 +575,7 @@ cudaError_t sum_squares_listed_rows(cudaStream_t s, int n_rows, const int* rows,
 cudaError_t softmax_xent(cudaStream_t s, int rows, int classes, const float* logits, long ld,
                          const int* labels, float scale, float* dlogits, long ld_d, int* pred,
                          double* row_loss, int* row_hit, double* out, int* bad_label) {
+  COPSE_LAUNCH(softmax_labels_k, 1, kThreads, kReduceSmem, s)(rows, classes, labels, bad_label);
   COPSE_LAUNCH(softmax_xent_k, blocks_for_rows(rows), kThreads, 0, s)
   (rows, classes, logits, ld, labels, scale, dlogits, ld_d, pred, row_loss, row_hit, bad_label);
   COPSE_LAUNCH(softmax_finish_k, 1, kThreads, kReduceSmem, s)(rows, row_loss, row_hit, out);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -14,6 +15,8 @@
 #include <nccl.h>
 
 #include "common/error.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/nccl_plan.h"
 
 namespace copse::cuda {
 
@@ -28,30 +31,53 @@ void nccl_check(ncclResult_t r, const char* call) {
     fail("[nccl transport] {}: {}", call, ncclGetErrorString(r));
 }
 
-// Device memory with one owner.
-class DeviceBuffer {
+// [n] floats of device memory (cudaMalloc) or pinned host memory
+// (cudaMallocHost), with one owner.
+class Buffer {
  public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() {
-    if (p_ && cudaFree(p_) != cudaSuccess)
-      std::fprintf(stderr, "copse: [nccl transport] cudaFree failed\n");
+  explicit Buffer(bool pinned) : pinned_(pinned) {}
+  ~Buffer() {
+    if (p_ && (pinned_ ? cudaFreeHost(p_) : cudaFree(p_)) != cudaSuccess)
+      std::fprintf(stderr, "copse: [nccl transport] %s failed\n",
+                   pinned_ ? "cudaFreeHost" : "cudaFree");
   }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  float* reserve(std::size_t n) {  // [n] floats; contents not kept
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  float* reserve(std::size_t n) {  // contents not kept
     if (n > n_) {
-      if (p_) cuda_check(cudaFree(p_), "cudaFree");
+      if (p_)
+        cuda_check(pinned_ ? cudaFreeHost(p_) : cudaFree(p_),
+                   pinned_ ? "cudaFreeHost" : "cudaFree");
       p_ = nullptr;
       n_ = 0;
-      cuda_check(cudaMalloc(&p_, n * sizeof(float)), "cudaMalloc");
+      if (pinned_)
+        cuda_check(cudaMallocHost(&p_, n * sizeof(float)), "cudaMallocHost (bounce buffer)");
+      else
+        cuda_check(cudaMalloc(&p_, n * sizeof(float)), "cudaMalloc");
       n_ = n;
     }
     return static_cast<float*>(p_);
   }
 
  private:
+  bool pinned_;
   void* p_ = nullptr;
   std::size_t n_ = 0;
+};
+
+class Event {
+ public:
+  Event() { cuda_check(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming), "cudaEventCreate"); }
+  ~Event() {
+    if (cudaEventDestroy(e_) != cudaSuccess)
+      std::fprintf(stderr, "copse: [nccl transport] cudaEventDestroy failed\n");
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
 };
 
 class Stream {
@@ -71,12 +97,33 @@ class Stream {
   cudaStream_t s_ = nullptr;
 };
 
-std::uint64_t host_hash() {
+std::string host_name() {
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+std::uint64_t hash(const std::string& s) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (const char* c = host; *c; ++c) h = (h ^ static_cast<unsigned char>(*c)) * 0x100000001b3ULL;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
   return h;
+}
+
+MemoryKind memory_kind(const void* p, int* device) {
+  cudaPointerAttributes a{};
+  cuda_check(cudaPointerGetAttributes(&a, p), "cudaPointerGetAttributes");
+  *device = a.device;
+  switch (a.type) {
+    case cudaMemoryTypeDevice:
+      return MemoryKind::Device;
+    case cudaMemoryTypeManaged:
+      return MemoryKind::Managed;
+    case cudaMemoryTypeHost:
+      return MemoryKind::Pinned;
+    case cudaMemoryTypeUnregistered:
+      break;
+  }
+  return MemoryKind::Pageable;
 }
 
 class NcclGradSync : public memory::GradSync<float> {
@@ -91,12 +138,13 @@ class NcclGradSync : public memory::GradSync<float> {
       fail("--transport nccl needs a GPU, and rank {} has none ({})", mpi.rank(),
            e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device");
     }
-    // One GPU per rank on a node: this rank's index among its node's ranks.
-    const std::uint64_t me = host_hash();
-    const auto hosts = mpi.allgather(me, "NCCL start-up");
-    int local = 0;
-    for (int r = 0; r < mpi.rank(); ++r) local += hosts[r] == me;
-    device_ = local % devices;
+    // One GPU per rank on a machine: this rank's index among its machine's
+    // ranks (two ranks on one GPU: NCCL would refuse the communicator).
+    const std::string host = host_name();
+    const LocalRanks local = local_ranks(mpi.allgather(hash(host), "NCCL start-up"), mpi.rank());
+    const NcclDevice d = nccl_device_for(local.index, local.count, devices, host);
+    if (!d.error.empty()) fail("{}", d.error);
+    device_ = d.device;
     cuda_check(cudaSetDevice(device_), "cudaSetDevice");
     ncclUniqueId id{};
     if (mpi.rank() == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
@@ -107,7 +155,7 @@ class NcclGradSync : public memory::GradSync<float> {
     config.blocking = 0;
     nccl_check(ncclCommInitRankConfig(&comm_, mpi.size(), id, mpi.rank(), &config),
                "ncclCommInitRankConfig");
-    wait_comm("NCCL start-up");
+    wait_comm("NCCL start-up", deadline());
   }
 
   ~NcclGradSync() override {
@@ -126,20 +174,33 @@ class NcclGradSync : public memory::GradSync<float> {
     long sent = 0;
     if (n > 0) {  // one rank too: the same path, a GPU session can test it
       cuda_check(cudaSetDevice(device_), "cudaSetDevice");
-      float* d = buffer_.reserve(n);  // [n]
-      float* g = store.grads_flat();
-      // Host parameters (CPU backend): through the device buffer. With the
-      // parameters on the device this becomes one in-place all-reduce on g.
-      cuda_check(cudaMemcpyAsync(d, g, n * sizeof(float), cudaMemcpyHostToDevice, stream_->get()),
-                 "cudaMemcpyAsync (gradients to the GPU)");
-      nccl_check(ncclAllReduce(d, d, n, ncclFloat, ncclSum, comm_, stream_->get()),
-                 "ncclAllReduce");
-      wait_comm("gradient sync (NCCL)");
-      cuda_check(cudaMemcpyAsync(g, d, n * sizeof(float), cudaMemcpyDeviceToHost, stream_->get()),
-                 "cudaMemcpyAsync (gradients from the GPU)");
-      wait_stream("gradient sync (NCCL)");
+      const auto until = deadline();
+      float* g = store.grads_flat();  // [n]
+      int g_device = -1;
+      const GradPlan plan = nccl_grad_plan(memory_kind(g, &g_device), g_device, device_);
+      const cudaStream_t s = stream_->get();
+      const std::size_t bytes = n * sizeof(float);
+      // d: what the all-reduce sums; h: the host side of the copies; [n] each.
+      float* d = g;
+      float* h = plan.bounce ? bounce_.reserve(n) : g;
+      if (plan.in_place) {
+        after_compute_stream(store.backend());
+      } else {
+        d = buffer_.reserve(n);
+        if (plan.bounce) std::memcpy(h, g, bytes);
+        cuda_check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, s),
+                   "cudaMemcpyAsync (gradients to the GPU)");
+      }
+      nccl_check(ncclAllReduce(d, d, n, ncclFloat, ncclSum, comm_, s), "ncclAllReduce");
+      wait_comm("gradient sync (NCCL)", until);  // queued
+      // Into pinned memory: the call returns at once.
+      if (!plan.in_place)
+        cuda_check(cudaMemcpyAsync(h, d, bytes, cudaMemcpyDeviceToHost, s),
+                   "cudaMemcpyAsync (gradients from the GPU)");
+      wait_stream("gradient sync (NCCL)", until);  // summed (and copied back)
+      if (plan.bounce) std::memcpy(g, h, bytes);
       // A ring all-reduce sends 2 (W-1)/W of the buffer from every rank.
-      sent = static_cast<long>(2.0 * (w - 1) / w * static_cast<double>(n * sizeof(float)));
+      sent = static_cast<long>(2.0 * (w - 1) / w * static_cast<double>(bytes));
     }
     const double dense_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -157,10 +218,26 @@ class NcclGradSync : public memory::GradSync<float> {
          mpi_.timeout_s(), what);
   }
 
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point deadline() const {
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(mpi_.timeout_s()));
+  }
+
+  // The CUDA backend's kernels wrote the gradients on its compute stream: the
+  // transport's stream waits for them (an event, no host wait).
+  void after_compute_stream(ops::Backend<float>& backend) {
+    auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+    if (!cuda)
+      fail("[nccl transport] the gradients are in device memory, but backend {} has no CUDA stream",
+           backend.name());
+    if (!computed_) computed_ = std::make_unique<Event>();
+    cuda_check(cudaEventRecord(computed_->get(), cuda->stream()), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(stream_->get(), computed_->get(), 0), "cudaStreamWaitEvent");
+  }
+
   // Until the communicator has no operation in progress (or fails / times out).
-  void wait_comm(const std::string& what) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration<double>(mpi_.timeout_s());
+  void wait_comm(const std::string& what, Clock::time_point deadline) {
     for (;;) {
       ncclResult_t state = ncclSuccess;
       nccl_check(ncclCommGetAsyncError(comm_, &state), "ncclCommGetAsyncError");
@@ -177,9 +254,7 @@ class NcclGradSync : public memory::GradSync<float> {
   }
 
   // Until the stream's work is done, watching for NCCL errors and the deadline.
-  void wait_stream(const std::string& what) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration<double>(mpi_.timeout_s());
+  void wait_stream(const std::string& what, Clock::time_point deadline) {
     for (;;) {
       cudaError_t e = cudaStreamQuery(stream_->get());
       if (e == cudaSuccess) return;
@@ -202,7 +277,9 @@ class NcclGradSync : public memory::GradSync<float> {
   std::unique_ptr<Stream> stream_;
   ncclComm_t comm_ = nullptr;
   bool aborted_ = false;
-  DeviceBuffer buffer_;
+  Buffer buffer_{false};             // [n] on the GPU (host gradients)
+  Buffer bounce_{true};              // [n] pinned (pageable host gradients)
+  std::unique_ptr<Event> computed_;  // on the backend's compute stream (device gradients)
 };
 
 }  // namespace

@@ -1,10 +1,17 @@
 // Backend: the host defaults of the optimizer updates and their non-finite
-// checks (ops/optimizer_cpu.h).
+// checks (ops/optimizer_cpu.h), and the error text shared by the backends.
 #include "ops/backend.h"
+
+#include <fmt/format.h>
 
 #include "ops/optimizer_cpu.h"
 
 namespace copse::ops {
+
+std::string softmax_label_error(int row, int label, int classes) {
+  return fmt::format("[softmax_xent] row {} has label {} but there are {} classes", row, label,
+                     classes);
+}
 
 using memory::OptimizerConfig;
 

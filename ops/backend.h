@@ -27,6 +27,10 @@ struct RowJob {
   long ld_dst = 0;
 };
 
+// The error of softmax_xent for the lowest row whose label is >= classes;
+// every backend throws this very text.
+std::string softmax_label_error(int row, int label, int classes);
+
 template <typename T>
 class Backend {
  public:
@@ -99,7 +103,9 @@ class Backend {
   // get zero gradient). Returns the summed loss; dlogits = scale * (p - onehot);
   // correct (may be null) counts rows whose argmax equals the label;
   // pred (may be null) receives each row's argmax. labels and dlogits are in
-  // backend memory, correct and pred in host memory.
+  // backend memory, correct and pred in host memory. A label >= classes
+  // throws copse::Error softmax_label_error(lowest such row, its label,
+  // classes) before anything is written.
   virtual double softmax_xent(int rows, int classes, const T* logits, long ld, const int* labels,
                               T scale, T* dlogits, long ld_d, long* correct, int* pred) = 0;
 

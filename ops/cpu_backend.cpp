@@ -310,8 +310,7 @@ double CpuBackend<T>::softmax_xent(int rows, int classes, const T* logits, long 
   }
   for (int r = 0; r < rows; ++r)
     if (labels[r] >= classes)
-      fail("[cpu softmax_xent] row {} has label {} but there are {} classes", r, labels[r],
-           classes);
+      throw Error(softmax_label_error(r, labels[r], classes));
   const int nt = threads_for(static_cast<std::size_t>(rows) * classes);
   std::vector<double> loss_part(nt, 0.0);
   std::vector<long> correct_part(nt, 0);

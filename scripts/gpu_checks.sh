@@ -3,10 +3,13 @@
 # scripts/device_bundle.sh (carry .device/):
 #   1. the CUDA tests (CUDA vs CPU differential tests, NVRTC kernels);
 #   2. compute-sanitizer memcheck and racecheck over them;
-#   3. the NCCL transport through the packed Open MPI: one rank must match the
-#      MPI transport (MpiTrain.NcclAgreesWithMpiOrSaysWhyNot); two ranks must
-#      run where there are two GPUs, and be refused with a copse error (not a
-#      crash or a hang) where there is one;
+#   3. the NCCL transport through the packed Open MPI (the MpiTrain.Nccl*
+#      tests): one rank must match the MPI transport, with the parameters in
+#      host memory and on the GPU (--device cuda); two ranks with one silent
+#      must fail within --sync-timeout where there are two GPUs, and be
+#      refused with the one-GPU-per-rank error where there is one; then two
+#      ranks must train where there are two GPUs, and be refused so where
+#      there is one (not a crash or a hang);
 #   4. bench_treelstm --device cuda on SST: e300/h150/b100 (Adagrad), and the
 #      DyNet sizes e=h=128 and 256 at batch 64; bench_models (every cell).
 # It builds nothing: it stops at once without a GPU, or when a binary cannot
@@ -75,8 +78,10 @@ if [[ -x "$bundle/copse_mpi_tests" && -x "$bundle/ompi/bin/mpirun" ]]; then
     rm -rf "$dir"
     echo "exit $rc with 2 ranks on $gpus GPU(s)"
     if ((gpus >= 2)); then return "$rc"; fi
-    ((rc != 0 && rc != 124)) && grep -q 'copse: error' "$out/nccl_two_ranks.log" ||
-      { echo "expected a copse error (refused: two ranks on one GPU), not exit $rc"; return 1; }
+    ((rc != 0 && rc != 124)) &&
+      grep -q 'copse: error: --transport nccl needs one GPU per rank on each machine: 2 ranks, 1 GPUs on' \
+        "$out/nccl_two_ranks.log" ||
+      { echo "expected the one-GPU-per-rank error (two ranks on one GPU), not exit $rc"; return 1; }
   }
   step nccl_two_ranks nccl_two_ranks
 else

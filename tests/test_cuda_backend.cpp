@@ -448,11 +448,30 @@ TEST(CudaBackend, SoftmaxCrossEntropyMatchesCpu) {
   EXPECT_EQ(correct, correct_ref);
   EXPECT_EQ(pred, pred_ref);
   EXPECT_TRUE(close(host(b.gpu, dd.f(), dref.size()), dref, 1e-5, "dlogits"));
-  labels[7] = classes;  // out of range: a clear error
-  DevBuf dbad = dev(b.gpu, labels);
-  EXPECT_THROW(b.gpu.softmax_xent(rows, classes, dl.f(), ld, dbad.i(), 1.f, nullptr, ld, nullptr,
-                                  nullptr),
-               Error);
+  // Out of range in several rows: the CPU's error (its lowest row), and
+  // nothing written.
+  for (int r : {250, 7, 130, 3}) labels[r] = classes + r % 3;
+  DevBuf dbad = dev(b.gpu, labels), dd2 = dev(b.gpu, Vec(rows * ld, 9.f));
+  std::string want, got;
+  try {
+    b.cpu.softmax_xent(rows, classes, logits.data(), ld, labels.data(), 1.f, dref.data(), ld,
+                       &correct_ref, pred_ref.data());
+  } catch (const Error& e) {
+    want = e.what();
+  }
+  std::vector<int> pred2(rows, -7);
+  long correct2 = -7;
+  try {
+    b.gpu.softmax_xent(rows, classes, dl.f(), ld, dbad.i(), 1.f, dd2.f(), ld, &correct2,
+                       pred2.data());
+  } catch (const Error& e) {
+    got = e.what();
+  }
+  EXPECT_FALSE(want.empty());
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(host(b.gpu, dd2.f(), dref.size()), Vec(rows * ld, 9.f)) << "dlogits written";
+  EXPECT_EQ(pred2, std::vector<int>(rows, -7)) << "predictions written";
+  EXPECT_EQ(correct2, -7);
 }
 
 TEST(CudaBackend, OptimizerUpdatesMatchCpu) {

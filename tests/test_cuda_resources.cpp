@@ -160,7 +160,7 @@ TEST(CudaResources, KernelsOfKernelsCuFitSm90WithoutSpills) {
   // reductions with kWarps doubles of dynamic shared memory.
   std::vector<Launch> launches;
   std::set<std::string> reductions = {"sum_squares_k", "sum_squares_listed_k", "finish_sum_k",
-                                      "softmax_finish_k"};
+                                      "softmax_labels_k", "softmax_finish_k"};
   for (const auto& [name, u] : usage) {
     if (name == "interpreter_k") continue;
     launches.push_back({name, 256, reductions.count(name) ? 8 * 8L : 0L, ""});

@@ -8,6 +8,7 @@
 
 #include <math.h>
 
+#include <climits>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>

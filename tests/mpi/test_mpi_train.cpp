@@ -1,7 +1,9 @@
 // `copse train --transport mpi` under mpirun on loopback: 2 and 4 ranks end
 // with the parameters of one worker on the whole batch (and the bits of the
 // thread transport); a rank that dies or stops answering ends the job with an
-// error in bounded time and leaves the last checkpoint usable.
+// error in bounded time and leaves the last checkpoint usable. The
+// MpiTrain.Nccl* tests need a GPU (scripts/gpu_checks.sh runs them) and
+// skip without one or without NCCL in the build.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -264,6 +266,54 @@ TEST_F(MpiTrain, NcclAgreesWithMpiOrSaysWhyNot) {
   Result mpi = mpirun(1, flags + out("mpi"), dir_);
   ASSERT_EQ(mpi.status, 0) << mpi.err;
   EXPECT_LE(rel_diff(final_params(out("nccl")), final_params(out("mpi"))), 1e-5);
+}
+
+// Whether a failed NCCL run failed for want of a GPU or of NCCL in the build
+// (the GPU tests below then skip), rather than in the transport itself.
+bool no_nccl_here(const Result& r) {
+  return r.status == 2 &&
+         (r.err.find("--transport nccl needs a GPU, and rank") != std::string::npos ||
+          r.err.find("was built without") != std::string::npos ||
+          r.err.find("--device cuda: ") != std::string::npos);
+}
+
+// With the parameters on the GPU (--device cuda, one worker) the all-reduce
+// runs in place on the CUDA backend's gradients, after its compute stream:
+// the run trains and agrees with the MPI transport on the same device.
+TEST_F(MpiTrain, NcclWithParametersOnTheGpuAgreesWithMpi) {
+  const std::string flags =
+      "train --device cuda --batch 32 --optimizer sgd --seed 1 --epochs 1 --embed 16 --hidden 16 "
+      "--threads 1 --quiet --out ";
+  Result r = mpirun(1, flags + out("nccl"), dir_, "", "nccl");
+  if (no_nccl_here(r)) GTEST_SKIP() << "no NCCL run on a GPU here: " << r.err;
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  Result mpi = mpirun(1, flags + out("mpi"), dir_);
+  ASSERT_EQ(mpi.status, 0) << mpi.err;
+  const std::vector<float> p_nccl = final_params(out("nccl")), p_mpi = final_params(out("mpi"));
+  ASSERT_EQ(p_nccl.size(), p_mpi.size());
+  EXPECT_LE(rel_diff(p_nccl, p_mpi), 1e-5);
+}
+
+// Two ranks, rank 1 stops answering at step 2 (CPU backend, gradients in
+// pageable memory): rank 0 gives up within --sync-timeout, no copy back
+// blocking it past the deadline. Needs two GPUs; with one, the two ranks
+// are refused at start-up with the one-GPU-per-rank error.
+TEST_F(MpiTrain, NcclSilentRankFailsInBoundedTimeOrNeedsOneGpuPerRank) {
+  Result r = mpirun(2, kFaultRun + " --sync-timeout 5 --out " + out("run"), dir_,
+                    "COPSE_TEST_FAULT=hang:1:2", "nccl");
+  if (no_nccl_here(r)) GTEST_SKIP() << "no NCCL run here: " << r.err;
+  EXPECT_NE(r.status, 0);
+  EXPECT_LT(r.seconds, 60.0);
+  const std::string one_gpu =
+      "copse: error: --transport nccl needs one GPU per rank on each machine: 2 ranks, 1 GPUs on ";
+  if (r.err.find("needs one GPU per rank") != std::string::npos) {
+    EXPECT_NE(r.err.find(one_gpu), std::string::npos) << r.err;
+    return;
+  }
+  EXPECT_NE(r.err.find("copse: error: rank 0: no reply from the other ranks within 5 s during "
+                       "gradient sync (NCCL)"),
+            std::string::npos)
+      << r.err;
 }
 
 // A non-finite update on 2 ranks (the overflow reaches rank 1's gradient,
