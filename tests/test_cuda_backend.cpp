@@ -467,26 +467,41 @@ TEST(CudaBackend, FusedProgramsOfEveryCellMatchInterpreterAndCpu) {
         for (int i = 0; i < p->num_inputs; ++i) vin.push_back({ins[i].data(), in_w[i]});
         for (int o = 0; o < p->num_outputs; ++o) vout.push_back({ref[o].data(), out_w[o]});
         b.cpu.run_fused(*p, rows, vin.data(), vout.data());
-        for (int mode = 0; mode < 2; ++mode) {
+        // Mode 2: a fresh backend without generated kernels, whose first
+        // launch of the interpreter comes right after the program's upload
+        // (issue 18 item 3: the upload must be ordered before it).
+        for (int mode = 0; mode < 3; ++mode) {
+          std::unique_ptr<cuda::CudaBackend> fresh;
+          if (mode == 2) {
+            cuda::CudaOptions co;
+            co.generated_kernels = false;
+            fresh = std::make_unique<cuda::CudaBackend>(co);
+          }
+          cuda::CudaBackend& be = fresh ? *fresh : b.gpu;
           std::vector<std::unique_ptr<DevBuf>> din, dout;
           std::vector<ops::RowView<const float>> gin;
           std::vector<ops::RowView<float>> gout;
           for (int i = 0; i < p->num_inputs; ++i) {
-            din.push_back(std::make_unique<DevBuf>(b.gpu, ins[i].data(), ins[i].size() * 4));
+            din.push_back(std::make_unique<DevBuf>(be, ins[i].data(), ins[i].size() * 4));
             gin.push_back({din.back()->f(), in_w[i]});
           }
           for (int o = 0; o < p->num_outputs; ++o) {
-            dout.push_back(std::make_unique<DevBuf>(b.gpu, outs[o].data(), outs[o].size() * 4));
+            dout.push_back(std::make_unique<DevBuf>(be, outs[o].data(), outs[o].size() * 4));
             gout.push_back({dout.back()->f(), out_w[o]});
           }
-          if (mode == 0)
-            b.gpu.run_fused(*p, rows, gin.data(), gout.data());
+          if (mode == 1)
+            be.run_fused_interpreted(*p, rows, gin.data(), gout.data());
           else
-            b.gpu.run_fused_interpreted(*p, rows, gin.data(), gout.data());
+            be.run_fused(*p, rows, gin.data(), gout.data());
           for (int o = 0; o < p->num_outputs; ++o)
-            EXPECT_TRUE(close(host(b.gpu, dout[o]->f(), ref[o].size()), ref[o], 1e-5,
+            EXPECT_TRUE(close(host(be, dout[o]->f(), ref[o].size()), ref[o], 1e-5,
                               fmt::format("{} {} output {} ({})", name, p->name, o,
-                                          mode == 0 ? "generated" : "interpreter")));
+                                          mode == 0   ? "generated"
+                                          : mode == 1 ? "interpreter"
+                                                      : "interpreter, first launch")));
+          if (fresh) {
+            EXPECT_EQ(fresh->stats().fused_interpreted, 1);
+          }
         }
       }
   }
