@@ -19,10 +19,14 @@ inline void log_failure(cudaError_t e, const char* what) noexcept {
 }
 
 struct StreamDestroy {
-  void operator()(cudaStream_t s) const noexcept { log_failure(cudaStreamDestroy(s), "cudaStreamDestroy"); }
+  void operator()(cudaStream_t s) const noexcept {
+    log_failure(cudaStreamDestroy(s), "cudaStreamDestroy");
+  }
 };
 struct EventDestroy {
-  void operator()(cudaEvent_t e) const noexcept { log_failure(cudaEventDestroy(e), "cudaEventDestroy"); }
+  void operator()(cudaEvent_t e) const noexcept {
+    log_failure(cudaEventDestroy(e), "cudaEventDestroy");
+  }
 };
 struct BlasDestroy {
   void operator()(cublasHandle_t h) const noexcept {
@@ -31,7 +35,9 @@ struct BlasDestroy {
   }
 };
 struct LibraryUnload {
-  void operator()(cudaLibrary_t l) const noexcept { log_failure(cudaLibraryUnload(l), "cudaLibraryUnload"); }
+  void operator()(cudaLibrary_t l) const noexcept {
+    log_failure(cudaLibraryUnload(l), "cudaLibraryUnload");
+  }
 };
 struct DeviceFree {
   void operator()(void* p) const noexcept { log_failure(cudaFree(p), "cudaFree"); }

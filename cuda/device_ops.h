@@ -36,7 +36,7 @@ struct DeviceInfo {
 struct FusedLoadInfo {
   bool compiled = false;  // the compiler ran
   double seconds = 0;
-  std::string log;        // why it did not compile, when it did not
+  std::string log;  // why it did not compile, when it did not
 };
 
 class DeviceOps {
@@ -67,8 +67,8 @@ class DeviceOps {
   virtual void memset_async(void* dst, int byte, std::size_t bytes, StreamObj* s) = 0;
   virtual void record(EventObj* e, StreamObj* s) = 0;
   virtual void wait(StreamObj* s, EventObj* e) = 0;  // s runs on once e has happened
-  virtual void synchronize(StreamObj* s) = 0;         // the host waits for s
-  virtual void synchronize(EventObj* e) = 0;          // ... for e
+  virtual void synchronize(StreamObj* s) = 0;        // the host waits for s
+  virtual void synchronize(EventObj* e) = 0;         // ... for e
   // The CUDA stream behind `s` (nullptr on a device that is not CUDA's).
   virtual CUstream_st* native(StreamObj*) const { return nullptr; }
 
@@ -105,8 +105,8 @@ class DeviceOps {
                           long ld) = 0;
   virtual void scale_matrix(StreamObj* s, int m, int n, float beta, float* c, long ldc) = 0;
   virtual void scale(StreamObj* s, std::size_t n, float factor, float* x) = 0;
-  virtual void fill_listed_rows(StreamObj* s, int n_rows, const int* rows, int width,
-                                float value, float* base) = 0;
+  virtual void fill_listed_rows(StreamObj* s, int n_rows, const int* rows, int width, float value,
+                                float* base) = 0;
   virtual void scale_listed_rows(StreamObj* s, int n_rows, const int* rows, int width, float f,
                                  float* base) = 0;
   virtual void sum_squares(StreamObj* s, std::size_t n, const float* x, double* partial,

@@ -15,8 +15,7 @@ namespace copse::memory {
 template <typename T>
 class MpiGradSync;
 
-using MpiGradSyncFactory =
-    std::function<std::unique_ptr<GradSync<float>>(MpiGradSync<float>& mpi)>;
+using MpiGradSyncFactory = std::function<std::unique_ptr<GradSync<float>>(MpiGradSync<float>& mpi)>;
 
 // Registers `factory` under `name` (before main, from a static object);
 // throws InternalError for a name registered twice.

@@ -2,6 +2,7 @@
 // scheduler, memory, ops, models) include nothing from cuda/, which
 // registers itself with them instead; and in a CUDA build that registration
 // survives static linking, in the tests and in the copse binary.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -9,8 +10,6 @@
 #include <fstream>
 #include <regex>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "ops/device.h"
 

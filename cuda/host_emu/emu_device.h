@@ -99,8 +99,7 @@ class EmuDevice final : public DeviceOps {
                    float* dst, long ld_dst, bool mean, bool accumulate) override;
   void copy_rows(StreamObj* s, int rows, int width, const float* src, long ld_src, float* dst,
                  long ld_dst, bool accumulate) override;
-  void fill_rows(StreamObj* s, int rows, int width, float value, float* dst,
-                 long ld_dst) override;
+  void fill_rows(StreamObj* s, int rows, int width, float value, float* dst, long ld_dst) override;
   void scale_rows(StreamObj* s, int rows, int width, const float* scale, float* x,
                   long ld) override;
   void scale_matrix(StreamObj* s, int m, int n, float beta, float* c, long ldc) override;
