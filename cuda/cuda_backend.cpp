@@ -1,9 +1,9 @@
-// CudaBackend (see cuda_backend.h): handles, memory, cuBLAS, the fused-kernel
-// cache and the host side of every kernel of cuda/kernels.cu.
+// CudaBackend (see cuda_backend.h): what the backend decides, in plain C++
+// against DeviceOps: its streams, events and scratch buffers, the pinned
+// staging of uploads, the cuBLAS argument order, the fused-kernel cache, and
+// where the host waits. No CUDA header: the same code drives a GPU and the
+// host emulator.
 #include "cuda/cuda_backend.h"
-
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <climits>
@@ -11,157 +11,115 @@
 #include <cstdio>
 #include <cstring>
 #include <unordered_map>
-#include <vector>
 
 #include <fmt/format.h>
 
 #include "common/error.h"
-#include "cuda/fused_codegen.h"
+#include "cuda/device_ops.h"
 #include "cuda/launch_plans.h"
-#include "cuda/kernels.h"
-#include "cuda/nvrtc_compile.h"
 
 namespace copse::cuda {
 
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    fail("[cuda] {} failed: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e));
-}
+// A fused program's kernels: the generated one (if it compiled) and the
+// program in device memory for the interpreter. `program` is the host copy
+// that regs and code were uploaded from (asynchronously, on the compute
+// stream): it lives as long as the entry, so the copy never reads freed memory.
+struct FusedEntry {
+  FusedKernel kernel;
+  FusedShape shape;
+  InterpreterProgram program;
+  DeviceMem regs, code;
+};
 
-void check_blas(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS)
-    fail("[cuda] cuBLAS {} failed: {} ({})", what, cublasGetStatusString(s),
-         static_cast<int>(s));
-}
-
-// Frees without throwing (destructors).
-void quiet(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    std::fprintf(stderr, "copse: [cuda] %s failed: %s\n", what, cudaGetErrorString(e));
-}
-
-double gib(std::size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0); }
+// A device buffer of `T` that grows (grown_capacity) and keeps its contents
+// only as far as the caller rewrites them.
+template <typename T>
+struct Scratch {
+  DeviceMem mem;
+  std::size_t n = 0;
+  // True when it was reallocated.
+  bool ensure(DeviceOps& dev, std::size_t need, const char* what) {
+    if (need <= n) return false;
+    const std::size_t want = grown_capacity(need, n);
+    mem.reset();  // first: a failed allocation leaves it empty, not dangling
+    n = 0;
+    mem = device_mem(dev, sizeof(T) * want, what);
+    n = want;
+    return true;
+  }
+  T* get() const { return as<T>(mem); }
+};
 
 }  // namespace
 
-int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky error
-    return 0;
-  }
-  return n;
-}
-
-std::string device_description(int device) {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return fmt::format("no usable GPU ({})", cudaGetErrorString(e));
-  }
-  if (device < 0 || device >= n) return fmt::format("no GPU {} (this machine has {})", device, n);
-  cudaDeviceProp p{};
-  if (cudaGetDeviceProperties(&p, device) != cudaSuccess) return "GPU (properties unavailable)";
-  return fmt::format("{} (sm_{}{}, {:.1f} GiB)", p.name, p.major, p.minor, gib(p.totalGlobalMem));
-}
-
-// A fused program's kernels: the generated one (if it compiled) and the
-// program in device memory for the interpreter.
-struct FusedEntry {
-  cudaLibrary_t lib = nullptr;
-  cudaKernel_t kernel = nullptr;
-  int warps = 8;
-  std::size_t smem = 0;  // dynamic shared memory per block
-  kernels::DevReg* regs = nullptr;
-  kernels::DevInstr* code = nullptr;
-  int num_regs = 0, num_instr = 0;
-};
-
 struct CudaBackend::Impl {
+  // First member, so destroyed last: every handle below releases through it.
+  std::unique_ptr<DeviceOps> dev;
   CudaOptions opts;
   CudaStats stats;
-  cudaDeviceProp prop{};
-  std::string arch;
-  int max_smem = 48 * 1024;  // opt-in dynamic shared memory per block
-  cudaStream_t compute = nullptr, copy = nullptr;
-  cublasHandle_t blas = nullptr;
+  Stream compute, copy;
 
   // upload_async: two pinned staging buffers, used in turn.
-  void* pinned[2] = {nullptr, nullptr};
+  PinnedMem pinned[2];
   std::size_t pinned_bytes[2] = {0, 0};
-  cudaEvent_t copied[2] = {nullptr, nullptr};  // the copy out of pinned[k] is done
-  cudaEvent_t compute_mark = nullptr;
+  Event copied[2];  // the copy out of pinned[k] is done
+  Event compute_mark;
   int next_pinned = 0;
 
   // Scratch for row lists, reductions and the softmax.
-  int* rows_ws = nullptr;
-  std::size_t rows_ws_n = 0;
-  double* reduce_ws = nullptr;  // [kReduceBlocks partials, 2 results]
-  double* row_loss = nullptr;
-  int* row_hit = nullptr;
-  int* pred_ws = nullptr;
-  int* bad_label = nullptr;
-  std::size_t softmax_rows = 0;
-  double* host_result = nullptr;  // pinned [2]
+  Scratch<int> rows_ws;
+  DeviceMem reduce_ws;  // [kReduceBlocks partials, 2 results] doubles
+  Scratch<double> row_loss;
+  Scratch<int> row_hit, pred_ws;
+  DeviceMem bad_label;    // int
+  PinnedMem host_result;  // [2] doubles
+  PinnedMem host_bad_label;  // [1] int
+  PinnedMem host_pred;       // [host_pred_n] ints: predictions, copied out once valid
+  std::size_t host_pred_n = 0;
   // The non-finite checks' word (~0 = none found) and its pinned host copy.
-  unsigned long long* nonfinite = nullptr;
-  unsigned long long* host_nonfinite = nullptr;
-  float* ones = nullptr;          // [ones_n] of 1.0, for column sums as a GEMV
-  std::size_t ones_n = 0;
+  DeviceMem nonfinite;
+  PinnedMem host_nonfinite;
+  Scratch<float> ones;  // of 1.0, for column sums as a GEMV
 
   std::unordered_map<std::uint64_t, FusedEntry> fused;
   bool warned_nvrtc = false;
 
-  void launched(cudaError_t e, const char* what) {
-    check(e, what);
-    ++stats.launches;
-  }
+  StreamObj* cs() const { return compute.get(); }
+  double* reduce_partial() const { return as<double>(reduce_ws); }
+  double* reduce_out() const { return as<double>(reduce_ws) + kernels::kReduceBlocks; }
 
   // Row lists go up through the pinned double buffer (see upload_async): a
   // copy from pageable memory would make the driver drain the stream first.
   int* upload_rows(CudaBackend& be, const int* rows, int n) {
-    if (static_cast<std::size_t>(n) > rows_ws_n) {
-      if (rows_ws) check(cudaFree(rows_ws), "cudaFree");
-      rows_ws_n = std::max<std::size_t>(n, 2 * rows_ws_n);
-      check(cudaMalloc(&rows_ws, sizeof(int) * rows_ws_n), "cudaMalloc (row list)");
-    }
-    be.upload_async(rows_ws, rows, sizeof(int) * n);
-    return rows_ws;
+    rows_ws.ensure(*dev, static_cast<std::size_t>(n), "row list");
+    be.upload_async(rows_ws.get(), rows, sizeof(int) * n);
+    return rows_ws.get();
   }
 
   const float* ones_for(std::size_t n) {
-    if (n > ones_n) {
-      if (ones) check(cudaFree(ones), "cudaFree");
-      ones_n = std::max(n, 2 * ones_n);
-      check(cudaMalloc(&ones, sizeof(float) * ones_n), "cudaMalloc (ones)");
-      launched(kernels::fill_rows(compute, 1, static_cast<int>(ones_n), 1.f, ones,
-                                  static_cast<long>(ones_n)),
-               "fill_rows (ones)");
+    if (ones.ensure(*dev, n, "ones")) {
+      dev->fill_rows(cs(), 1, static_cast<int>(ones.n), 1.f, ones.get(),
+                     static_cast<long>(ones.n));
+      ++stats.launches;
     }
-    return ones;
+    return ones.get();
   }
 
   void ensure_softmax(std::size_t rows) {
-    if (rows <= softmax_rows) return;
-    if (row_loss) check(cudaFree(row_loss), "cudaFree");
-    if (row_hit) check(cudaFree(row_hit), "cudaFree");
-    if (pred_ws) check(cudaFree(pred_ws), "cudaFree");
-    softmax_rows = std::max(rows, 2 * softmax_rows);
-    check(cudaMalloc(&row_loss, sizeof(double) * softmax_rows), "cudaMalloc (softmax)");
-    check(cudaMalloc(&row_hit, sizeof(int) * softmax_rows), "cudaMalloc (softmax)");
-    check(cudaMalloc(&pred_ws, sizeof(int) * softmax_rows), "cudaMalloc (softmax)");
+    row_loss.ensure(*dev, rows, "softmax");
+    row_hit.ensure(*dev, rows, "softmax");
+    pred_ws.ensure(*dev, rows, "softmax");
   }
 
-  // Reads `count` doubles from reduce_ws + kReduceBlocks (waits).
-  void read_results(int count) {
-    check(cudaMemcpyAsync(host_result, reduce_ws + kernels::kReduceBlocks, sizeof(double) * count,
-                          cudaMemcpyDeviceToHost, compute),
-          "cudaMemcpyAsync (result)");
-    check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+  // Reads `count` doubles from the reductions' result slots (one host wait).
+  const double* read_results(int count) {
+    dev->copy_async(host_result.get(), reduce_out(), sizeof(double) * count,
+                    CopyKind::DeviceToHost, cs());
+    dev->synchronize(cs());
     ++stats.syncs;
+    return as<double>(host_result);
   }
 
   FusedEntry& entry(const ops::FusedProgram& prog) {
@@ -172,140 +130,100 @@ struct CudaBackend::Impl {
     if (prog.num_inputs + prog.num_outputs > kernels::kMaxViews)
       fail("[cuda] fused program '{}' has {} inputs and outputs; at most {} are supported",
            prog.name, prog.num_inputs + prog.num_outputs, kernels::kMaxViews);
+    // Everything is built in `e` and only then cached: if a step throws, the
+    // handles made so far free themselves.
     FusedEntry e;
-    const FusedShape shape = fused_shape(prog, max_smem, prop.name);
-    e.warps = shape.warps;
-    e.smem = shape.smem;
-    // The interpreter's copy of the program.
-    const InterpreterProgram ip = interpreter_program(prog);
-    const auto& regs = ip.regs;
-    const auto& code = ip.code;
-    e.num_regs = static_cast<int>(regs.size());
-    e.num_instr = static_cast<int>(code.size());
-    check(cudaMalloc(&e.regs, sizeof(kernels::DevReg) * std::max<size_t>(1, regs.size())),
-          "cudaMalloc (fused program)");
-    check(cudaMalloc(&e.code, sizeof(kernels::DevInstr) * std::max<size_t>(1, code.size())),
-          "cudaMalloc (fused program)");
-    check(cudaMemcpy(e.regs, regs.data(), sizeof(kernels::DevReg) * regs.size(),
-                     cudaMemcpyHostToDevice),
-          "cudaMemcpy (fused program)");
-    check(cudaMemcpy(e.code, code.data(), sizeof(kernels::DevInstr) * code.size(),
-                     cudaMemcpyHostToDevice),
-          "cudaMemcpy (fused program)");
+    e.shape = fused_shape(prog, dev->info().max_smem, dev->info().name);
+    e.program = interpreter_program(prog);
+    const auto& regs = e.program.regs;
+    const auto& code = e.program.code;
+    e.regs = device_mem(*dev, sizeof(kernels::DevReg) * std::max<size_t>(1, regs.size()),
+                        "fused program");
+    e.code = device_mem(*dev, sizeof(kernels::DevInstr) * std::max<size_t>(1, code.size()),
+                        "fused program");
+    // On the compute stream, so that the interpreter's launches come after.
+    dev->copy_async(e.regs.get(), regs.data(), sizeof(kernels::DevReg) * regs.size(),
+                    CopyKind::HostToDevice, cs());
+    dev->copy_async(e.code.get(), code.data(), sizeof(kernels::DevInstr) * code.size(),
+                    CopyKind::HostToDevice, cs());
     if (opts.generated_kernels) {
-      const std::string name = fused_kernel_name(prog);
-      NvrtcResult r = nvrtc_compile(fused_kernel_source(prog), name, arch);
-      ++stats.nvrtc_compiles;
-      stats.nvrtc_seconds += r.seconds;
-      if (r.ok) {
-        check(cudaLibraryLoadData(&e.lib, r.binary.data(), nullptr, nullptr, 0, nullptr, nullptr,
-                                  0),
-              "cudaLibraryLoadData (generated kernel)");
-        check(cudaLibraryGetKernel(&e.kernel, e.lib, name.c_str()), "cudaLibraryGetKernel");
-        if (e.smem > 48 * 1024)
-          check(cudaFuncSetAttribute(reinterpret_cast<const void*>(e.kernel),
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(e.smem)),
-                "cudaFuncSetAttribute (generated kernel)");
-      } else if (!warned_nvrtc) {
+      FusedLoadInfo info;
+      e.kernel = FusedKernel(dev->load_fused(prog, e.shape.smem, &info), {dev.get()});
+      if (info.compiled) {
+        ++stats.nvrtc_compiles;
+        stats.nvrtc_seconds += info.seconds;
+      }
+      if (!e.kernel && !warned_nvrtc) {
         warned_nvrtc = true;
         std::fprintf(stderr,
                      "copse: [cuda] NVRTC could not compile fused program '%s' for %s; using the "
                      "interpreter kernel for it:\n%s\n",
-                     prog.name.c_str(), arch.c_str(), r.log.c_str());
+                     prog.name.c_str(), dev->info().arch.c_str(), info.log.c_str());
       }
     }
-    return fused.emplace(prog.fingerprint, e).first->second;
+    return fused.emplace(prog.fingerprint, std::move(e)).first->second;
   }
 
   void run_fused(const ops::FusedProgram& prog, int rows, const ops::RowView<const float>* inputs,
                  const ops::RowView<float>* outputs, bool interpret) {
     if (rows <= 0 || prog.code.empty()) return;
     FusedEntry& e = entry(prog);
-    kernels::FusedArgs args = fused_args(prog, rows, inputs, outputs);
+    const kernels::FusedArgs args = fused_args(prog, rows, inputs, outputs);
     if (e.kernel && !interpret) {
-      void* params[] = {&args};
-      const dim3 grid((rows + e.warps - 1) / e.warps), block(32 * e.warps);
-      launched(cudaLaunchKernel(reinterpret_cast<const void*>(e.kernel), grid, block, params,
-                                e.smem, compute),
-               "launch of a generated fused kernel");
+      dev->launch_fused(e.kernel.get(), e.shape, rows, args, cs());
       ++stats.fused_generated;
     } else {
-      launched(kernels::run_interpreter(compute, args, e.regs, e.num_regs, e.code, e.num_instr,
-                                        prog.scratch_width, e.warps),
-               "launch of the fused-program interpreter");
+      dev->run_interpreter(cs(), args, as<kernels::DevReg>(e.regs),
+                           static_cast<int>(e.program.regs.size()), as<kernels::DevInstr>(e.code),
+                           static_cast<int>(e.program.code.size()), prog.scratch_width,
+                           e.shape.warps);
       ++stats.fused_interpreted;
     }
+    ++stats.launches;
   }
 };
 
-CudaBackend::CudaBackend(const CudaOptions& opts) : impl_(std::make_unique<Impl>()) {
+// Every resource is an owning handle: when a step throws, those made so far
+// are freed by ~Impl (through impl_, already constructed).
+CudaBackend::CudaBackend(std::unique_ptr<DeviceOps> device, const CudaOptions& opts)
+    : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
+  COPSE_ASSERT(device != nullptr);
+  m.dev = std::move(device);
   m.opts = opts;
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    fail("[cuda] no usable GPU: {} (run with --device cpu)", cudaGetErrorString(e));
-  }
-  if (n == 0) fail("[cuda] no GPU found (run with --device cpu)");
-  if (opts.device < 0 || opts.device >= n)
-    fail("[cuda] GPU {} asked for, but this machine has {} (0 to {})", opts.device, n, n - 1);
-  check(cudaSetDevice(opts.device), "cudaSetDevice");
-  check(cudaGetDeviceProperties(&m.prop, opts.device), "cudaGetDeviceProperties");
-  m.arch = fmt::format("sm_{}{}", m.prop.major, m.prop.minor);
-  check(cudaDeviceGetAttribute(&m.max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, opts.device),
-        "cudaDeviceGetAttribute");
-  check(kernels::interpreter_allow_shared(m.max_smem), "cudaFuncSetAttribute (interpreter)");
-  check(cudaStreamCreateWithFlags(&m.compute, cudaStreamNonBlocking), "cudaStreamCreate");
-  check(cudaStreamCreateWithFlags(&m.copy, cudaStreamNonBlocking), "cudaStreamCreate");
-  check_blas(cublasCreate(&m.blas), "cublasCreate");
-  check_blas(cublasSetStream(m.blas, m.compute), "cublasSetStream");
-  check_blas(cublasSetMathMode(m.blas, opts.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                 : CUBLAS_DEFAULT_MATH),
-             "cublasSetMathMode");
-  for (auto& ev : m.copied) check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
-  check(cudaEventCreateWithFlags(&m.compute_mark, cudaEventDisableTiming), "cudaEventCreate");
-  check(cudaMalloc(&m.reduce_ws, sizeof(double) * (kernels::kReduceBlocks + 2)), "cudaMalloc");
-  check(cudaMalloc(&m.bad_label, sizeof(int)), "cudaMalloc");
-  check(cudaMallocHost(&m.host_result, sizeof(double) * 2), "cudaMallocHost");
-  check(cudaMalloc(&m.nonfinite, sizeof(unsigned long long)), "cudaMalloc");
-  check(cudaMemsetAsync(m.nonfinite, 0xff, sizeof(unsigned long long), m.compute),
-        "cudaMemsetAsync");
-  check(cudaMallocHost(&m.host_nonfinite, sizeof(unsigned long long)), "cudaMallocHost");
+  DeviceOps& d = *m.dev;
+  m.compute = make_stream(d);
+  m.copy = make_stream(d);
+  for (auto& ev : m.copied) ev = make_event(d);
+  m.compute_mark = make_event(d);
+  m.reduce_ws = device_mem(d, sizeof(double) * (kernels::kReduceBlocks + 2), "reductions");
+  m.bad_label = device_mem(d, sizeof(int), "softmax");
+  m.host_result = pinned_mem(d, sizeof(double) * 2, "results");
+  m.host_bad_label = pinned_mem(d, sizeof(int), "softmax");
+  m.nonfinite = device_mem(d, sizeof(unsigned long long), "non-finite check");
+  d.memset_async(m.nonfinite.get(), 0xff, sizeof(unsigned long long), m.cs());
+  m.host_nonfinite = pinned_mem(d, sizeof(unsigned long long), "non-finite check");
 }
 
+// The queued work finishes before anything is freed (the handles, in ~Impl).
 CudaBackend::~CudaBackend() {
   Impl& m = *impl_;
-  if (m.compute) quiet(cudaStreamSynchronize(m.compute), "cudaStreamSynchronize");
-  for (auto& kv : m.fused) {
-    if (kv.second.lib) quiet(cudaLibraryUnload(kv.second.lib), "cudaLibraryUnload");
-    quiet(cudaFree(kv.second.regs), "cudaFree");
-    quiet(cudaFree(kv.second.code), "cudaFree");
+  for (StreamObj* s : {m.compute.get(), m.copy.get()}) {
+    if (!s) continue;
+    try {
+      m.dev->synchronize(s);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "copse: [cuda] at exit: %s\n", e.what());
+    }
   }
-  for (int k = 0; k < 2; ++k) {
-    if (m.copied[k]) quiet(cudaEventSynchronize(m.copied[k]), "cudaEventSynchronize");
-    if (m.pinned[k]) quiet(cudaFreeHost(m.pinned[k]), "cudaFreeHost");
-    if (m.copied[k]) quiet(cudaEventDestroy(m.copied[k]), "cudaEventDestroy");
-  }
-  if (m.compute_mark) quiet(cudaEventDestroy(m.compute_mark), "cudaEventDestroy");
-  for (void* p : {static_cast<void*>(m.rows_ws), static_cast<void*>(m.reduce_ws),
-                  static_cast<void*>(m.row_loss), static_cast<void*>(m.row_hit),
-                  static_cast<void*>(m.pred_ws), static_cast<void*>(m.bad_label),
-                  static_cast<void*>(m.ones), static_cast<void*>(m.nonfinite)})
-    if (p) quiet(cudaFree(p), "cudaFree");
-  if (m.host_result) quiet(cudaFreeHost(m.host_result), "cudaFreeHost");
-  if (m.host_nonfinite) quiet(cudaFreeHost(m.host_nonfinite), "cudaFreeHost");
-  if (m.blas) cublasDestroy(m.blas);
-  if (m.copy) quiet(cudaStreamDestroy(m.copy), "cudaStreamDestroy");
-  if (m.compute) quiet(cudaStreamDestroy(m.compute), "cudaStreamDestroy");
 }
 
 std::string CudaBackend::name() const {
-  return fmt::format("cuda:{} ({})", impl_->opts.device, impl_->prop.name);
+  return fmt::format("cuda:{} ({})", impl_->opts.device, impl_->dev->info().name);
 }
 const CudaOptions& CudaBackend::options() const { return impl_->opts; }
-CUstream_st* CudaBackend::stream() const { return impl_->compute; }
+CUstream_st* CudaBackend::stream() const { return impl_->dev->native(impl_->cs()); }
+DeviceOps& CudaBackend::device() const { return *impl_->dev; }
 const CudaStats& CudaBackend::stats() const { return impl_->stats; }
 void CudaBackend::reset_stats() {
   const std::size_t now = impl_->stats.device_bytes;
@@ -316,16 +234,7 @@ void CudaBackend::reset_stats() {
 // ---- memory ----------------------------------------------------------------
 
 void* CudaBackend::allocate(std::size_t bytes) {
-  void* p = nullptr;
-  const cudaError_t e = cudaMalloc(&p, std::max<std::size_t>(bytes, 256));
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    std::size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    fail("[cuda] out of device memory: asked for {} bytes ({:.2f} GiB) on {}; {:.2f} GiB free "
-         "of {:.2f} GiB ({})",
-         bytes, gib(bytes), impl_->prop.name, gib(free_b), gib(total_b), cudaGetErrorString(e));
-  }
+  void* p = impl_->dev->alloc(std::max<std::size_t>(bytes, 256), "tensor");
   impl_->stats.device_bytes += bytes;
   impl_->stats.peak_device_bytes =
       std::max(impl_->stats.peak_device_bytes, impl_->stats.device_bytes);
@@ -334,24 +243,24 @@ void* CudaBackend::allocate(std::size_t bytes) {
 
 void CudaBackend::deallocate(void* p, std::size_t bytes) {
   if (!p) return;
-  check(cudaFree(p), "cudaFree");
+  impl_->dev->free(p);
   impl_->stats.device_bytes -= std::min(bytes, impl_->stats.device_bytes);
 }
 
 void CudaBackend::upload(void* dst, const void* src, std::size_t bytes) {
   if (!bytes) return;
-  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, impl_->compute),
-        "cudaMemcpyAsync (upload)");
-  check(cudaStreamSynchronize(impl_->compute), "cudaStreamSynchronize (upload)");
-  ++impl_->stats.syncs;
+  Impl& m = *impl_;
+  m.dev->copy_async(dst, src, bytes, CopyKind::HostToDevice, m.cs());
+  m.dev->synchronize(m.cs());
+  ++m.stats.syncs;
 }
 
 void CudaBackend::download(void* dst, const void* src, std::size_t bytes) {
   if (!bytes) return;
-  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, impl_->compute),
-        "cudaMemcpyAsync (download)");
-  check(cudaStreamSynchronize(impl_->compute), "cudaStreamSynchronize (download)");
-  ++impl_->stats.syncs;
+  Impl& m = *impl_;
+  m.dev->copy_async(dst, src, bytes, CopyKind::DeviceToHost, m.cs());
+  m.dev->synchronize(m.cs());
+  ++m.stats.syncs;
 }
 
 // The copy stream waits for the compute work queued so far (the destination
@@ -361,27 +270,27 @@ void CudaBackend::download(void* dst, const void* src, std::size_t bytes) {
 void CudaBackend::upload_async(void* dst, const void* src, std::size_t bytes) {
   if (!bytes) return;
   Impl& m = *impl_;
+  DeviceOps& d = *m.dev;
   const int k = m.next_pinned;
   m.next_pinned ^= 1;
-  check(cudaEventSynchronize(m.copied[k]), "cudaEventSynchronize (staging buffer)");
+  d.synchronize(m.copied[k].get());
   if (m.pinned_bytes[k] < bytes) {
-    if (m.pinned[k]) check(cudaFreeHost(m.pinned[k]), "cudaFreeHost");
-    m.pinned[k] = nullptr;
-    const std::size_t want = std::max(bytes, 2 * m.pinned_bytes[k]);
-    check(cudaMallocHost(&m.pinned[k], want), "cudaMallocHost (staging buffer)");
+    const std::size_t want = grown_capacity(bytes, m.pinned_bytes[k]);
+    m.pinned[k].reset();
+    m.pinned_bytes[k] = 0;
+    m.pinned[k] = pinned_mem(d, want, "staging buffer");
     m.pinned_bytes[k] = want;
   }
-  std::memcpy(m.pinned[k], src, bytes);
-  check(cudaEventRecord(m.compute_mark, m.compute), "cudaEventRecord");
-  check(cudaStreamWaitEvent(m.copy, m.compute_mark, 0), "cudaStreamWaitEvent");
-  check(cudaMemcpyAsync(dst, m.pinned[k], bytes, cudaMemcpyHostToDevice, m.copy),
-        "cudaMemcpyAsync (batch upload)");
-  check(cudaEventRecord(m.copied[k], m.copy), "cudaEventRecord");
-  check(cudaStreamWaitEvent(m.compute, m.copied[k], 0), "cudaStreamWaitEvent");
+  std::memcpy(m.pinned[k].get(), src, bytes);
+  d.record(m.compute_mark.get(), m.cs());
+  d.wait(m.copy.get(), m.compute_mark.get());
+  d.copy_async(dst, m.pinned[k].get(), bytes, CopyKind::HostToDevice, m.copy.get());
+  d.record(m.copied[k].get(), m.copy.get());
+  d.wait(m.cs(), m.copied[k].get());
 }
 
 void CudaBackend::sync() {
-  check(cudaStreamSynchronize(impl_->compute), "cudaStreamSynchronize");
+  impl_->dev->synchronize(impl_->cs());
   ++impl_->stats.syncs;
 }
 
@@ -397,18 +306,16 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int m, int n, int k, float al
   if (m == 0 || n == 0) return;
   Impl& im = *impl_;
   if (k == 0 || alpha == 0.f) {
-    im.launched(kernels::scale_matrix(im.compute, m, n, beta, c, ldc), "scale_matrix");
+    im.dev->scale_matrix(im.cs(), m, n, beta, c, ldc);
+    ++im.stats.launches;
     return;
   }
   const long min_lda = trans_a ? m : k, min_ldb = trans_b ? k : n;
   if (lda < min_lda || ldb < min_ldb || ldc < n)
     fail("[cuda gemm] leading dimension too small: lda={} (>= {}), ldb={} (>= {}), ldc={} (>= {})",
          lda, min_lda, ldb, min_ldb, ldc, n);
-  check_blas(cublasSgemm(im.blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                         trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
-                         static_cast<int>(ldb), a, static_cast<int>(lda), &beta, c,
-                         static_cast<int>(ldc)),
-             "cublasSgemm");
+  im.dev->sgemm(im.cs(), trans_b, trans_a, n, m, k, alpha, b, static_cast<int>(ldb), a,
+                static_cast<int>(lda), beta, c, static_cast<int>(ldc));
   ++im.stats.launches;
   ++im.stats.gemms;
 }
@@ -418,55 +325,49 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int m, int n, int k, float al
 void CudaBackend::gather_rows(int n, int width, const float* src, long ld_src, const int* idx,
                               float* dst, long ld_dst) {
   if (n <= 0 || width <= 0) return;
-  impl_->launched(kernels::gather_rows(impl_->compute, n, width, src, ld_src, idx, dst, ld_dst),
-                  "gather_rows");
+  impl_->dev->gather_rows(impl_->cs(), n, width, src, ld_src, idx, dst, ld_dst);
+  ++impl_->stats.launches;
 }
 
 void CudaBackend::scatter_add_rows(int n, int width, const float* src, long ld_src,
                                    const int* idx, float* dst, long ld_dst) {
   if (n <= 0 || width <= 0) return;
-  impl_->launched(
-      kernels::scatter_add_rows(impl_->compute, n, width, src, ld_src, idx, dst, ld_dst),
-      "scatter_add_rows");
+  impl_->dev->scatter_add_rows(impl_->cs(), n, width, src, ld_src, idx, dst, ld_dst);
+  ++impl_->stats.launches;
 }
 
 void CudaBackend::gather_rows_batched(const ops::RowJob<float>* jobs, int count) {
-  for (int k = 0; k < count; k += kernels::kMaxRowJobs) {
-    const kernels::RowJobs p = pack_jobs(jobs, k, std::min(count, k + kernels::kMaxRowJobs));
-    if (p.count > 0)
-      impl_->launched(kernels::gather_rows_batched(impl_->compute, p), "gather_rows_batched");
+  for (const kernels::RowJobs& p : row_job_launches(jobs, count)) {
+    impl_->dev->gather_rows_batched(impl_->cs(), p);
+    ++impl_->stats.launches;
   }
 }
 
 void CudaBackend::scatter_add_rows_batched(const ops::RowJob<float>* jobs, int count) {
-  for (int k = 0; k < count; k += kernels::kMaxRowJobs) {
-    const kernels::RowJobs p = pack_jobs(jobs, k, std::min(count, k + kernels::kMaxRowJobs));
-    if (p.count > 0)
-      impl_->launched(kernels::scatter_add_rows_batched(impl_->compute, p),
-                      "scatter_add_rows_batched");
+  for (const kernels::RowJobs& p : row_job_launches(jobs, count)) {
+    impl_->dev->scatter_add_rows_batched(impl_->cs(), p);
+    ++impl_->stats.launches;
   }
 }
 
 void CudaBackend::segment_sum(int n, int width, const int* ptr, const float* src, long ld_src,
                               float* dst, long ld_dst, bool mean, bool accumulate) {
   if (n <= 0 || width <= 0) return;
-  impl_->launched(kernels::segment_sum(impl_->compute, n, width, ptr, src, ld_src, dst, ld_dst,
-                                       mean, accumulate),
-                  "segment_sum");
+  impl_->dev->segment_sum(impl_->cs(), n, width, ptr, src, ld_src, dst, ld_dst, mean, accumulate);
+  ++impl_->stats.launches;
 }
 
 void CudaBackend::copy_rows(int rows, int width, const float* src, long ld_src, float* dst,
                             long ld_dst, bool accumulate) {
   if (rows <= 0 || width <= 0) return;
-  impl_->launched(
-      kernels::copy_rows(impl_->compute, rows, width, src, ld_src, dst, ld_dst, accumulate),
-      "copy_rows");
+  impl_->dev->copy_rows(impl_->cs(), rows, width, src, ld_src, dst, ld_dst, accumulate);
+  ++impl_->stats.launches;
 }
 
 void CudaBackend::fill_rows(int rows, int width, float value, float* dst, long ld_dst) {
   if (rows <= 0 || width <= 0) return;
-  impl_->launched(kernels::fill_rows(impl_->compute, rows, width, value, dst, ld_dst),
-                  "fill_rows");
+  impl_->dev->fill_rows(impl_->cs(), rows, width, value, dst, ld_dst);
+  ++impl_->stats.launches;
 }
 
 void CudaBackend::colsum(int rows, int width, const float* x, long ld, float* y,
@@ -479,16 +380,15 @@ void CudaBackend::colsum(int rows, int width, const float* x, long ld, float* y,
   // y = x^T 1 (+ y): the column-major view of row-major x is x^T [width, rows].
   // cuBLAS's GEMV is deterministic and uses the whole GPU for tall x.
   Impl& m = *impl_;
-  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
-  check_blas(cublasSgemv(m.blas, CUBLAS_OP_N, width, rows, &one, x, static_cast<int>(ld),
-                         m.ones_for(rows), 1, &beta, y, 1),
-             "cublasSgemv (colsum)");
+  m.dev->sgemv(m.cs(), width, rows, 1.f, x, static_cast<int>(ld), m.ones_for(rows),
+               accumulate ? 1.f : 0.f, y);
   ++m.stats.launches;
 }
 
 void CudaBackend::scale_rows(int rows, int width, const float* scale, float* x, long ld) {
   if (rows <= 0 || width <= 0) return;
-  impl_->launched(kernels::scale_rows(impl_->compute, rows, width, scale, x, ld), "scale_rows");
+  impl_->dev->scale_rows(impl_->cs(), rows, width, scale, x, ld);
+  ++impl_->stats.launches;
 }
 
 // ---- fused -----------------------------------------------------------------
@@ -515,49 +415,52 @@ double CudaBackend::softmax_xent(int rows, int classes, const float* logits, lon
     return 0.0;
   }
   Impl& m = *impl_;
+  DeviceOps& d = *m.dev;
   m.ensure_softmax(rows);
-  double* out = m.reduce_ws + kernels::kReduceBlocks;
-  m.launched(kernels::softmax_xent(m.compute, rows, classes, logits, ld, labels, scale, dlogits,
-                                   ld_d, pred ? m.pred_ws : nullptr, m.row_loss, m.row_hit, out,
-                                   m.bad_label),
-             "softmax_xent");
-  m.stats.launches += 2;  // its label check and finishing reduction
+  d.softmax_xent(m.cs(), rows, classes, logits, ld, labels, scale, dlogits, ld_d,
+                 pred ? m.pred_ws.get() : nullptr, m.row_loss.get(), m.row_hit.get(),
+                 m.reduce_out(), as<int>(m.bad_label));
+  m.stats.launches += 3;  // the label check, the loss kernel and its finishing reduction
   // The lowest row with a bad label, INT_MAX if none; with one the kernels
   // wrote nothing, and neither do we (pred, correct), as on the CPU.
-  int bad = INT_MAX;
-  check(cudaMemcpyAsync(&bad, m.bad_label, sizeof(int), cudaMemcpyDeviceToHost, m.compute),
-        "cudaMemcpyAsync");
-  check(cudaStreamSynchronize(m.compute), "cudaStreamSynchronize");
-  ++m.stats.syncs;
+  // The verdict, the predictions (into pinned staging, so that the caller's
+  // buffer is written only when valid) and the totals: one host wait.
+  d.copy_async(m.host_bad_label.get(), m.bad_label.get(), sizeof(int), CopyKind::DeviceToHost,
+               m.cs());
+  if (pred) {
+    if (m.host_pred_n < static_cast<std::size_t>(rows)) {
+      m.host_pred_n = grown_capacity(rows, m.host_pred_n);
+      m.host_pred.reset();
+      m.host_pred = pinned_mem(d, sizeof(int) * m.host_pred_n, "softmax predictions");
+    }
+    d.copy_async(m.host_pred.get(), m.pred_ws.get(), sizeof(int) * rows, CopyKind::DeviceToHost,
+                 m.cs());
+  }
+  const double* res = m.read_results(2);
+  const int bad = *as<int>(m.host_bad_label);
   if (bad != INT_MAX) {
-    int label = 0;
-    check(cudaMemcpyAsync(&label, labels + bad, sizeof(int), cudaMemcpyDeviceToHost, m.compute),
-          "cudaMemcpyAsync (label)");
-    check(cudaStreamSynchronize(m.compute), "cudaStreamSynchronize");
+    int label = 0;  // the error's detail: a second wait, on the failure path only
+    d.copy_async(&label, labels + bad, sizeof(int), CopyKind::DeviceToHost, m.cs());
+    d.synchronize(m.cs());
     throw Error(ops::softmax_label_error(bad, label, classes));
   }
-  if (pred)
-    check(cudaMemcpyAsync(pred, m.pred_ws, sizeof(int) * rows, cudaMemcpyDeviceToHost, m.compute),
-          "cudaMemcpyAsync (predictions)");
-  m.read_results(2);
-  if (correct) *correct = std::lround(m.host_result[1]);
-  return m.host_result[0];
+  if (pred) std::memcpy(pred, as<int>(m.host_pred), sizeof(int) * rows);
+  if (correct) *correct = std::lround(res[1]);
+  return res[0];
 }
 
 double CudaBackend::sum_squares(std::size_t n, const float* x) {
   if (n == 0) return 0.0;
   Impl& m = *impl_;
-  m.launched(kernels::sum_squares(m.compute, n, x, m.reduce_ws,
-                                  m.reduce_ws + kernels::kReduceBlocks),
-             "sum_squares");
-  ++m.stats.launches;
-  m.read_results(1);
-  return m.host_result[0];
+  m.dev->sum_squares(m.cs(), n, x, m.reduce_partial(), m.reduce_out());
+  m.stats.launches += 2;
+  return m.read_results(1)[0];
 }
 
 void CudaBackend::scale(std::size_t n, float s, float* x) {
   if (n == 0) return;
-  impl_->launched(kernels::scale(impl_->compute, n, s, x), "scale");
+  impl_->dev->scale(impl_->cs(), n, s, x);
+  ++impl_->stats.launches;
 }
 
 void CudaBackend::fill_listed_rows(int n_rows, const int* rows, int width, float value,
@@ -565,8 +468,8 @@ void CudaBackend::fill_listed_rows(int n_rows, const int* rows, int width, float
   if (n_rows <= 0 || width <= 0) return;
   Impl& m = *impl_;
   int* d = m.upload_rows(*this, rows, n_rows);
-  m.launched(kernels::fill_listed_rows(m.compute, n_rows, d, width, value, base),
-             "fill_listed_rows");
+  m.dev->fill_listed_rows(m.cs(), n_rows, d, width, value, base);
+  ++m.stats.launches;
 }
 
 double CudaBackend::sum_squares_listed_rows(int n_rows, const int* rows, int width,
@@ -574,12 +477,10 @@ double CudaBackend::sum_squares_listed_rows(int n_rows, const int* rows, int wid
   if (n_rows <= 0 || width <= 0) return 0.0;
   Impl& m = *impl_;
   int* d = m.upload_rows(*this, rows, n_rows);
-  m.launched(kernels::sum_squares_listed_rows(m.compute, n_rows, d, width, base, m.reduce_ws,
-                                              m.reduce_ws + kernels::kReduceBlocks),
-             "sum_squares_listed_rows");
-  ++m.stats.launches;
-  m.read_results(1);
-  return m.host_result[0];
+  m.dev->sum_squares_listed_rows(m.cs(), n_rows, d, width, base, m.reduce_partial(),
+                                 m.reduce_out());
+  m.stats.launches += 2;
+  return m.read_results(1)[0];
 }
 
 void CudaBackend::scale_listed_rows(int n_rows, const int* rows, int width, float s,
@@ -587,16 +488,15 @@ void CudaBackend::scale_listed_rows(int n_rows, const int* rows, int width, floa
   if (n_rows <= 0 || width <= 0) return;
   Impl& m = *impl_;
   int* d = m.upload_rows(*this, rows, n_rows);
-  m.launched(kernels::scale_listed_rows(m.compute, n_rows, d, width, s, base),
-             "scale_listed_rows");
+  m.dev->scale_listed_rows(m.cs(), n_rows, d, width, s, base);
+  ++m.stats.launches;
 }
 
 void CudaBackend::optimizer_update(const memory::OptimizerConfig& cfg, long t, std::size_t n,
                                    float* p, const float* g, float* s0, float* s1) {
   if (n == 0) return;
-  impl_->launched(
-      kernels::optimizer_update(impl_->compute, optimizer_params(cfg, t), n, p, g, s0, s1),
-      "optimizer_update");
+  impl_->dev->optimizer_update(impl_->cs(), optimizer_params(cfg, t), n, p, g, s0, s1);
+  ++impl_->stats.launches;
 }
 
 void CudaBackend::optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
@@ -605,18 +505,18 @@ void CudaBackend::optimizer_update_rows(const memory::OptimizerConfig& cfg, long
   if (n_rows <= 0 || width <= 0) return;
   Impl& m = *impl_;
   int* d = m.upload_rows(*this, rows, n_rows);
-  m.launched(kernels::optimizer_update_rows(m.compute, optimizer_params(cfg, t), n_rows, d,
-                                            width, p, g, s0, s1),
-             "optimizer_update_rows");
+  m.dev->optimizer_update_rows(m.cs(), optimizer_params(cfg, t), n_rows, d, width, p, g, s0, s1);
+  ++m.stats.launches;
 }
 
 void CudaBackend::optimizer_check(const memory::OptimizerConfig& cfg, long t, std::size_t n,
                                   const float* p, const float* g, const float* s0,
                                   const float* s1, int tag) {
   if (n == 0) return;
-  impl_->launched(kernels::optimizer_check(impl_->compute, optimizer_params(cfg, t), n, p, g, s0,
-                                           s1, tag, impl_->nonfinite),
-                  "optimizer_check");
+  Impl& m = *impl_;
+  m.dev->optimizer_check(m.cs(), optimizer_params(cfg, t), n, p, g, s0, s1, tag,
+                         as<unsigned long long>(m.nonfinite));
+  ++m.stats.launches;
 }
 
 void CudaBackend::optimizer_check_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
@@ -626,21 +526,20 @@ void CudaBackend::optimizer_check_rows(const memory::OptimizerConfig& cfg, long 
   if (n_rows <= 0 || width <= 0) return;
   Impl& m = *impl_;
   int* d = m.upload_rows(*this, rows, n_rows);
-  m.launched(kernels::optimizer_check_rows(m.compute, optimizer_params(cfg, t), n_rows, d, width,
-                                           p, g, s0, s1, tag, m.nonfinite),
-             "optimizer_check_rows");
+  m.dev->optimizer_check_rows(m.cs(), optimizer_params(cfg, t), n_rows, d, width, p, g, s0, s1,
+                              tag, as<unsigned long long>(m.nonfinite));
+  ++m.stats.launches;
 }
 
 ops::Backend<float>::NonFinite CudaBackend::take_nonfinite() {
   Impl& m = *impl_;
-  check(cudaMemcpyAsync(m.host_nonfinite, m.nonfinite, sizeof(unsigned long long),
-                        cudaMemcpyDeviceToHost, m.compute),
-        "cudaMemcpyAsync (non-finite check)");
-  check(cudaMemsetAsync(m.nonfinite, 0xff, sizeof(unsigned long long), m.compute),
-        "cudaMemsetAsync");
-  check(cudaStreamSynchronize(m.compute), "cudaStreamSynchronize");
+  DeviceOps& d = *m.dev;
+  d.copy_async(m.host_nonfinite.get(), m.nonfinite.get(), sizeof(unsigned long long),
+               CopyKind::DeviceToHost, m.cs());
+  d.memset_async(m.nonfinite.get(), 0xff, sizeof(unsigned long long), m.cs());
+  d.synchronize(m.cs());
   ++m.stats.syncs;
-  const unsigned long long v = *m.host_nonfinite;
+  const unsigned long long v = *as<unsigned long long>(m.host_nonfinite);
   NonFinite r;
   if (v != ~0ull) {
     r.tag = static_cast<int>(v >> kernels::kNonFiniteTagShift);

@@ -13,6 +13,13 @@
 // Every CUDA, cuBLAS and NVRTC call and every launch is checked; failures
 // throw copse::Error naming the call (and, for allocations, the size asked
 // and the memory free).
+//
+// What the backend decides (scratch sizes and growth, launch shapes, the
+// batching of row jobs, which bytes cross between host and device and where
+// the host waits) is cuda/cuda_backend.cpp and cuda/launch_plans.h; the calls
+// that carry it out are a DeviceOps (cuda/device_ops.h): the CUDA runtime's
+// (cuda/cuda_device.cpp), or the host emulator's (cuda/host_emu/emu_device.h),
+// which runs this same backend on the CPU in the tests.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +31,8 @@
 struct CUstream_st;  // cudaStream_t is CUstream_st*; this header stays free of CUDA's
 
 namespace copse::cuda {
+
+class DeviceOps;
 
 // Usable GPUs; any error (no driver, driver too old) counts as none.
 int device_count();
@@ -50,7 +59,11 @@ struct CudaStats {
 
 class CudaBackend final : public ops::Backend<float> {
  public:
+  // On GPU opts.device through the CUDA runtime (cuda/cuda_device.cpp);
+  // throws copse::Error saying why when there is no usable GPU.
   explicit CudaBackend(const CudaOptions& opts = {});
+  // On `device` (opts.device is then only a label).
+  CudaBackend(std::unique_ptr<DeviceOps> device, const CudaOptions& opts);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -58,8 +71,10 @@ class CudaBackend final : public ops::Backend<float> {
   std::string name() const override;
   const CudaOptions& options() const;
   // The stream every kernel and cuBLAS call of this backend is queued on, for
-  // libraries whose work must stay in order with it (cuDNN in a benchmark).
+  // libraries whose work must stay in order with it (cuDNN in a benchmark);
+  // nullptr on a device that is not CUDA's.
   CUstream_st* stream() const;
+  DeviceOps& device() const;
   const CudaStats& stats() const;
   void reset_stats();
 

@@ -1,6 +1,7 @@
 // What the CUDA backend decides for a launch, without CUDA calls: a fused
 // program's block shape, kernel argument and interpreter copy, the packing
-// of row jobs into batched launches, the optimizer's kernel parameters.
+// of row jobs into batched launches, the optimizer's kernel parameters, how
+// scratch buffers grow.
 // Plain C++, shared by cuda/cuda_backend.cpp and the host emulator's tests,
 // so that both launch alike.
 #pragma once
@@ -18,6 +19,12 @@
 #include "ops/fused_program.h"
 
 namespace copse::cuda {
+
+// A scratch buffer that must hold `need` elements and holds `have`: its new
+// capacity, at least double the old, so rising sizes reallocate O(log n) times.
+inline std::size_t grown_capacity(std::size_t need, std::size_t have) {
+  return std::max(need, 2 * have);
+}
 
 struct FusedShape {
   int warps = 8;         // rows per block (one warp each)
@@ -89,6 +96,21 @@ inline kernels::RowJobs pack_jobs(const ops::RowJob<float>* jobs, int begin, int
     p.max_rows = std::max(p.max_rows, j.n);
   }
   return p;
+}
+
+// The batched launches for `count` row jobs: the non-empty ones in order,
+// kMaxRowJobs to a launch.
+inline std::vector<kernels::RowJobs> row_job_launches(const ops::RowJob<float>* jobs, int count) {
+  std::vector<kernels::RowJobs> out;
+  for (int k = 0; k < count; ++k) {
+    const auto& j = jobs[k];
+    if (j.n <= 0 || j.width <= 0) continue;
+    if (out.empty() || out.back().count == kernels::kMaxRowJobs) out.push_back({});
+    kernels::RowJobs& p = out.back();
+    p.job[p.count++] = {j.n, j.width, j.src, j.ld_src, j.idx, j.dst, j.ld_dst};
+    p.max_rows = std::max(p.max_rows, j.n);
+  }
+  return out;
 }
 
 // The optimizer kernels' parameters for step t (as ops/optimizer_cpu.cpp:

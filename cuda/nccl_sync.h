@@ -1,6 +1,7 @@
 // The NCCL transport of `copse train --transport nccl`: dense gradients
 // all-reduced on the GPUs, bootstrapped and helped (embedding rows) by MPI.
-// Host-only header; cuda/nccl_sync.cpp, or cuda/no_nccl.cpp without NCCL.
+// Host-only header; cuda/nccl_sync.cpp, built with NCCL (registered as "nccl"
+// by cuda/register.cpp; without it `--transport nccl` says why).
 #pragma once
 
 #include <memory>

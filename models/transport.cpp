@@ -13,10 +13,10 @@
 #include <thread>
 
 #include "common/error.h"
+#include "memory/grad_sync_registry.h"
 #include "memory/thread_sync.h"
 #include "models/train_util.h"
 #ifdef COPSE_HAVE_MPI
-#include "cuda/nccl_sync.h"
 #include "memory/mpi_sync.h"
 #endif
 
@@ -83,7 +83,14 @@ class MpiTransport : public Transport {
           "--workers {} disagrees with the {} MPI rank(s): with --transport {} every rank is one "
           "worker (leave --workers out, or match mpirun -np)",
           workers, workers_, kind);
-    if (kind == "nccl") nccl_ = cuda::make_nccl_grad_sync(mpi_);
+    if (kind == "nccl") {
+      const memory::MpiGradSyncFactory* nccl = memory::find_mpi_grad_sync("nccl");
+      if (!nccl)
+        fail(
+            "--transport nccl: this copse was built without NCCL (it needs the CUDA toolkit, "
+            "NCCL and MPI at build time; use --transport mpi)");
+      nccl_ = (*nccl)(mpi_);
+    }
   }
   std::string name() const override { return kind_; }
   void run_local(const std::function<void(int)>& fn) override { fn(0); }

@@ -1,38 +1,46 @@
-// Backend selection (see device.h).
+// Backend selection and the registry of backends (see device.h).
 #include "ops/device.h"
+
+#include <map>
 
 #include "common/error.h"
 #include "ops/cpu_backend.h"
 
-#ifdef COPSE_WITH_CUDA
-#include "cuda/cuda_backend.h"
-#endif
-
 namespace copse::ops {
 
-bool cuda_built() {
-#ifdef COPSE_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
+namespace {
+
+// A function's static: filled by static registrars in other translation
+// units, whatever their order of initialisation.
+std::map<std::string, BackendProvider>& registry() {
+  static std::map<std::string, BackendProvider> r;
+  return r;
 }
 
+}  // namespace
+
+void register_backend(const std::string& name, BackendProvider provider) {
+  COPSE_ASSERT(provider.device_count && provider.describe && provider.make);
+  const bool added = registry().emplace(name, std::move(provider)).second;
+  COPSE_ASSERT(added);
+}
+
+const BackendProvider* find_backend(const std::string& name) {
+  auto it = registry().find(name);
+  return it == registry().end() ? nullptr : &it->second;
+}
+
+bool cuda_built() { return find_backend("cuda") != nullptr; }
+
 int gpu_count() {
-#ifdef COPSE_WITH_CUDA
-  return cuda::device_count();
-#else
-  return 0;
-#endif
+  const BackendProvider* p = find_backend("cuda");
+  return p ? p->device_count() : 0;
 }
 
 std::string gpu_description(int gpu) {
-#ifdef COPSE_WITH_CUDA
-  return cuda::device_description(gpu);
-#else
-  (void)gpu;
-  return "no GPU support in this build (configure with -DCOPSE_WITH_CUDA=ON)";
-#endif
+  const BackendProvider* p = find_backend("cuda");
+  if (!p) return "no GPU support in this build (configure with -DCOPSE_WITH_CUDA=ON)";
+  return p->describe(gpu);
 }
 
 std::string resolve_device(const std::string& device) {
@@ -50,15 +58,7 @@ std::string resolve_device(const std::string& device) {
 
 std::unique_ptr<Backend<float>> make_backend(const DeviceOptions& opts) {
   const std::string d = resolve_device(opts.device);
-#ifdef COPSE_WITH_CUDA
-  if (d == "cuda") {
-    cuda::CudaOptions co;
-    co.device = opts.gpu;
-    co.tf32 = opts.tf32;
-    co.generated_kernels = opts.generated_kernels;
-    return std::make_unique<cuda::CudaBackend>(co);
-  }
-#endif
+  if (d == "cuda") return find_backend("cuda")->make(opts);
   return std::make_unique<CpuBackend<float>>(opts.threads);
 }
 

@@ -1,7 +1,10 @@
 // Choosing a backend by name: "cpu", "cuda" or "auto" (the GPU when one is
-// usable, else the CPU), for the command line and the benchmarks.
+// usable, else the CPU), for the command line and the benchmarks. Backends
+// other than the CPU's live outside ops/ and register themselves here
+// (cuda/register.cpp), so that ops/ never names them.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -17,7 +20,20 @@ struct DeviceOptions {
   bool generated_kernels = true; // cuda: NVRTC kernels for fused programs (false: interpreter)
 };
 
-// Whether this build has the CUDA backend.
+// A backend of devices: how many are usable, one line about device i (or
+// why there is none), and a backend on one.
+struct BackendProvider {
+  std::function<int()> device_count;
+  std::function<std::string(int)> describe;
+  std::function<std::unique_ptr<Backend<float>>(const DeviceOptions&)> make;
+};
+// Registers `provider` under `name` (before main, from a static object);
+// throws InternalError for a name registered twice.
+void register_backend(const std::string& name, BackendProvider provider);
+// nullptr when no backend of that name is in this program.
+const BackendProvider* find_backend(const std::string& name);
+
+// Whether this build has the CUDA backend (registered as "cuda").
 bool cuda_built();
 // Usable GPUs (0 without the CUDA backend, or when the driver is missing or
 // too old).

@@ -30,6 +30,7 @@
 #include "ops/device.h"
 #include "scheduler/executor.h"
 #include "scheduler/graph_batch.h"
+#include "tests/cell_runs.h"
 #include "tests/random_graphs.h"
 #include "vertex/plan.h"
 
@@ -47,14 +48,7 @@ using Vec = std::vector<float>;
 // ---------------------------------------------------------------------------
 // Helpers.
 
-std::vector<float> random_vec(std::size_t n, std::uint32_t seed, float lo = -1.f,
-                              float hi = 1.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using celltest::random_vec;
 
 // ||a - b|| / ||b|| (0 when both are zero), and every element within
 // tol * (max |b| + 1e-30) of its reference.
@@ -80,73 +74,12 @@ std::vector<float> random_vec(std::size_t n, std::uint32_t seed, float lo = -1.f
   return ::testing::AssertionSuccess() << what << ": relative error " << rel;
 }
 
-Vec host(ops::Backend<float>& be, const float* p, std::size_t n) {
-  Vec v(n);
-  be.download(v.data(), p, n * sizeof(float));
-  return v;
-}
+using celltest::CellRun;
+using celltest::graphs_for;
+using celltest::host;
+using celltest::run_cell;
 
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-struct CellRun {
-  Vec h;      // output "h", [N, hidden] in batch-row order
-  Vec grads;  // the store's flat gradient buffer
-  long uploads = 0;
-  long gather_calls = 0, row_job_batches = 0;
-};
-
-CellRun run_cell(ops::Backend<float>& be, const vertex::VertexFunction& fn,
-                 const std::vector<scheduler::Graph>& graphs, int vocab, int embed) {
-  memory::ParamStore<float> ps(be);
-  memory::Arena<float> arena(be);
-  vertex::ExecPlan plan = vertex::compile(fn, {});
-  ps.add({"embed", {vocab, embed}, memory::Init::Uniform, 0.5f, true});
-  models::add_plan_params(plan, ps);
-  ps.finalize();
-  ps.init(7);
-  for (const auto& p : plan.fn.params)  // nonzero biases
-    if (p.is_bias) {
-      const int id = ps.id(p.name);
-      ps.set_host(id, random_vec(ps.numel(id), static_cast<std::uint32_t>(id) + 1, -0.5f, 0.5f));
-    }
-  scheduler::Executor<float> ex(plan, be, ps, arena);
-  ex.bind_pull("word", "embed");
-  scheduler::BatchOptions bo;
-  bo.num_slots = std::max(1, fn.child_slots);
-  scheduler::GraphBatch batch = scheduler::make_batch(graphs, bo);
-  ps.zero_grads();
-  ex.forward(batch);
-  const int w = ex.output_width("h");
-  auto view = ex.output("h");
-  CellRun out;
-  Vec strided = host(be, view.ptr, static_cast<std::size_t>(batch.num_rows - 1) * view.ld + w);
-  for (int r = 0; r < batch.num_rows; ++r)
-    for (int j = 0; j < w; ++j) out.h.push_back(strided[static_cast<std::size_t>(r) * view.ld + j]);
-  Vec dh = random_vec(static_cast<std::size_t>(batch.num_rows) * w, 99);
-  float* ddh = arena.alloc(dh.size());
-  be.upload(ddh, dh.data(), dh.size() * sizeof(float));
-  ex.set_push_grad("h", ddh, w);
-  ex.backward();
-  out.grads = host(be, ps.grads_flat(), ps.total_elements());
-  out.uploads = ex.stats().uploads;
-  out.gather_calls = ex.stats().gather_calls;
-  out.row_job_batches = ex.stats().row_job_batches;
-  return out;
-}
-
-std::vector<scheduler::Graph> graphs_for(const std::string& cell, int vocab) {
-  std::mt19937 rng(1234);
-  std::vector<scheduler::Graph> g;
-  if (cell == "lstm" || cell == "gru" || cell == "lstm2") {
-    g = reftest::random_chains(1234, {1, 7, 30, 2, 64, 13}, vocab, 0.0);
-  } else if (cell == "tree-lstm" || cell == "tree-gru") {
-    for (int leaves : {1, 2, 9, 25, 60}) g.push_back(reftest::random_binary_tree(leaves, rng, vocab, false));
-  } else {
-    for (int n : {1, 6, 30, 80}) g.push_back(reftest::random_nary_tree(n, 5, rng, vocab));
-    for (int n : {5, 40}) g.push_back(reftest::random_dag(n, 4, rng, vocab));
-  }
-  return g;
-}
 
 // The executor's batching of a level's gathers and scatter-adds (what it
 // does for CUDA), exercised on the CPU backend: the same outputs and
@@ -553,26 +486,41 @@ TEST(CudaBackend, FusedProgramsOfEveryCellMatchInterpreterAndCpu) {
         for (int i = 0; i < p->num_inputs; ++i) vin.push_back({ins[i].data(), in_w[i]});
         for (int o = 0; o < p->num_outputs; ++o) vout.push_back({ref[o].data(), out_w[o]});
         b.cpu.run_fused(*p, rows, vin.data(), vout.data());
-        for (int mode = 0; mode < 2; ++mode) {
+        // Mode 2: a fresh backend without generated kernels, whose first
+        // launch of the interpreter comes right after the program's upload
+        // (issue 18 item 3: the upload must be ordered before it).
+        for (int mode = 0; mode < 3; ++mode) {
+          std::unique_ptr<cuda::CudaBackend> fresh;
+          if (mode == 2) {
+            cuda::CudaOptions co;
+            co.generated_kernels = false;
+            fresh = std::make_unique<cuda::CudaBackend>(co);
+          }
+          cuda::CudaBackend& be = fresh ? *fresh : b.gpu;
           std::vector<std::unique_ptr<DevBuf>> din, dout;
           std::vector<ops::RowView<const float>> gin;
           std::vector<ops::RowView<float>> gout;
           for (int i = 0; i < p->num_inputs; ++i) {
-            din.push_back(std::make_unique<DevBuf>(b.gpu, ins[i].data(), ins[i].size() * 4));
+            din.push_back(std::make_unique<DevBuf>(be, ins[i].data(), ins[i].size() * 4));
             gin.push_back({din.back()->f(), in_w[i]});
           }
           for (int o = 0; o < p->num_outputs; ++o) {
-            dout.push_back(std::make_unique<DevBuf>(b.gpu, outs[o].data(), outs[o].size() * 4));
+            dout.push_back(std::make_unique<DevBuf>(be, outs[o].data(), outs[o].size() * 4));
             gout.push_back({dout.back()->f(), out_w[o]});
           }
-          if (mode == 0)
-            b.gpu.run_fused(*p, rows, gin.data(), gout.data());
+          if (mode == 1)
+            be.run_fused_interpreted(*p, rows, gin.data(), gout.data());
           else
-            b.gpu.run_fused_interpreted(*p, rows, gin.data(), gout.data());
+            be.run_fused(*p, rows, gin.data(), gout.data());
           for (int o = 0; o < p->num_outputs; ++o)
-            EXPECT_TRUE(close(host(b.gpu, dout[o]->f(), ref[o].size()), ref[o], 1e-5,
+            EXPECT_TRUE(close(host(be, dout[o]->f(), ref[o].size()), ref[o], 1e-5,
                               fmt::format("{} {} output {} ({})", name, p->name, o,
-                                          mode == 0 ? "generated" : "interpreter")));
+                                          mode == 0   ? "generated"
+                                          : mode == 1 ? "interpreter"
+                                                      : "interpreter, first launch")));
+          if (fresh) {
+            EXPECT_EQ(fresh->stats().fused_interpreted, 1);
+          }
         }
       }
   }

@@ -114,6 +114,11 @@ const HostKernel& HostKernelLibrary::kernel(const std::string& name) const {
   return it->second;
 }
 
+const HostKernel* HostKernelLibrary::find(const std::string& name) const {
+  auto it = kernels_.find(name);
+  return it == kernels_.end() ? nullptr : &it->second;
+}
+
 void run_fused_on_host(const HostKernel& k, const ops::FusedProgram& prog, int rows,
                        const ops::RowView<const float>* inputs, const ops::RowView<float>* outputs,
                        const Options& opts, int max_smem) {

@@ -38,6 +38,7 @@ class HostKernelLibrary {
   HostKernelLibrary& operator=(const HostKernelLibrary&) = delete;
 
   const HostKernel& kernel(const std::string& name) const;
+  const HostKernel* find(const std::string& name) const;  // nullptr: not in it
   bool compiled() const { return compiled_; }  // false: loaded from the cache
   const std::string& path() const { return path_; }
 
