@@ -2,7 +2,7 @@
 # What a GPU session runs, in one command, on the bundle of
 # scripts/device_bundle.sh (carry .device/):
 #   1. the CUDA tests (CUDA vs CPU differential tests, NVRTC kernels);
-#   2. compute-sanitizer memcheck and racecheck over them;
+#   2. compute-sanitizer memcheck, racecheck and synccheck over them;
 #   3. the NCCL transport through the packed Open MPI (the MpiTrain.Nccl*
 #      tests): one rank must match the MPI transport, with the parameters in
 #      host memory and on the GPU (--device cuda); two ranks with one silent
@@ -11,7 +11,10 @@
 #      ranks must train where there are two GPUs, and be refused so where
 #      there is one (not a crash or a hang);
 #   4. bench_treelstm --device cuda on SST: e300/h150/b100 (Adagrad), and the
-#      DyNet sizes e=h=128 and 256 at batch 64; bench_models (every cell).
+#      DyNet sizes e=h=128 and 256 at batch 64; bench_models (every cell);
+#   5. benchmarks/peers/run_gpu.sh --quick (the GPU peers).
+# Every step runs under a time limit, so that the whole stays within 10
+# minutes; one report of all steps goes to $OUT/report.txt.
 # It builds nothing: it stops at once without a GPU, or when a binary cannot
 # find a library (scripts/bundle_env.sh: the bundle's own, the CUDA toolkit's,
 # then python3's NVIDIA wheels for NCCL, cuDNN and CUDA's libraries).
@@ -44,14 +47,21 @@ if [[ -f "$bundle/build-info.txt" ]]; then
     echo "$me: warning: this bundle was packed from a -march=native build (device_bundle.sh --from): its CPU code may fault here" >&2
 fi
 status=0
-step() {  # step NAME COMMAND...: runs it with its output in $out/NAME.log
+report="$out/report.txt"
+: >"$report"
+# step NAME COMMAND...: runs it under a time limit ($limit seconds, default
+# 240) with its output in $out/NAME.log; the summary goes to stdout and to
+# the one report, $out/report.txt.
+step() {
   local name="$1"; shift
-  echo "== $name: $*"
   local t0=$SECONDS
-  "$@" >"$out/$name.log" 2>&1
+  timeout "${limit:-240}" "$@" >"$out/$name.log" 2>&1
   local rc=$?
-  echo "   exit $rc after $((SECONDS - t0)) s; last lines:"
-  tail -n 8 "$out/$name.log" | sed 's/^/   /'
+  {
+    echo "== $name: $*"
+    echo "   exit $rc after $((SECONDS - t0)) s$( ((rc == 124)) && echo ' (time limit)'); last lines:"
+    tail -n 8 "$out/$name.log" | sed 's/^/   /'
+  } | tee -a "$report"
   ((rc == 0)) || status=1
 }
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
@@ -60,8 +70,12 @@ step cuda_tests "$bundle/copse_tests" --gtest_filter='Cuda*:Device*'
 if command -v compute-sanitizer >/dev/null; then
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$bundle/copse_tests" \
     --gtest_filter='CudaBackend.*:-CudaBackend.OutOfMemoryNamesTheSize'
-  ((quick)) || step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \
-    "$bundle/copse_tests" --gtest_filter='CudaBackend.FusedPrograms*:CudaBackend.RowKernels*:CudaBackend.EveryCell*'
+  if ((!quick)); then
+    limit=120 step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \
+      "$bundle/copse_tests" --gtest_filter='CudaBackend.FusedPrograms*:CudaBackend.RowKernels*:CudaBackend.EveryCell*'
+    limit=120 step synccheck compute-sanitizer --tool synccheck --error-exitcode 1 \
+      "$bundle/copse_tests" --gtest_filter='CudaBackend.FusedPrograms*:CudaBackend.RowKernels*:CudaBackend.Softmax*'
+  fi
 fi
 # NCCL: one rank against the MPI transport (the test), then two ranks.
 if [[ -x "$bundle/copse_mpi_tests" && -x "$bundle/ompi/bin/mpirun" ]]; then
@@ -93,6 +107,7 @@ bench() {  # bench NAME EMBED HIDDEN BATCH
     --batch "$4" --optimizer adagrad --seconds 5 --no-unbatched
 }
 bench bench_e300_h150_b100 300 150 100
+limit=180 step peers_quick "$root/benchmarks/peers/run_gpu.sh" --quick --bundle "$bundle"
 if ((!quick)); then
   bench bench_e128_h128_b64 128 128 64
   bench bench_e256_h256_b64 256 256 64
@@ -101,4 +116,5 @@ if ((!quick)); then
   step bench_e300_h150_b100_interpreter "$bundle/bench_treelstm" --device cuda --data "$sst" \
     --embed 300 --hidden 150 --batch 100 --optimizer adagrad --seconds 3 --no-unbatched --interpreter
 fi
+echo "gpu_checks.sh: exit $status (report: $report)" | tee -a "$report"
 exit $status

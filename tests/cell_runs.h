@@ -10,10 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/random_vec.h"
+
 #include "memory/arena.h"
 #include "memory/optimizer.h"
 #include "memory/param_store.h"
 #include "models/cells.h"
+#include "models/sentiment_model.h"
 #include "scheduler/executor.h"
 #include "scheduler/graph_batch.h"
 #include "tests/random_graphs.h"
@@ -23,13 +26,7 @@ namespace copse::celltest {
 
 using Vec = std::vector<float>;
 
-inline Vec random_vec(std::size_t n, std::uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  Vec v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using copse::testing::random_vec;
 
 inline Vec host(ops::Backend<float>& be, const float* p, std::size_t n) {
   Vec v(n);
@@ -106,6 +103,43 @@ inline std::vector<scheduler::Graph> graphs_for(const std::string& cell, int voc
     for (int n : {5, 40}) g.push_back(reftest::random_dag(n, 4, rng, vocab));
   }
   return g;
+}
+
+// Three SGD steps (momentum, L2) of a small Tree-LSTM sentiment model with
+// its softmax head, on 24 random labelled trees: the losses of the steps
+// (into *losses) and the parameters after them.
+inline Vec sentiment_training_steps(ops::Backend<float>& be, std::vector<double>* losses) {
+  const int vocab = 40;
+  std::mt19937 rng(77);
+  std::vector<scheduler::Graph> trees;
+  for (int i = 0; i < 24; ++i) {
+    scheduler::Graph g = reftest::random_binary_tree(2 + i % 11, rng, vocab, false);
+    g.label.assign(g.num_vertices(), -1);
+    for (int& l : g.label) l = std::uniform_int_distribution<int>(-1, 4)(rng);
+    trees.push_back(g);
+  }
+  models::SentimentConfig cfg;
+  cfg.vocab = vocab;
+  cfg.embed = 16;
+  cfg.hidden = 12;
+  memory::OptimizerConfig oc;
+  oc.kind = memory::OptimizerConfig::Sgd;
+  oc.lr = 0.1f;
+  oc.momentum = 0.9f;
+  oc.l2 = 1e-3f;
+  models::SentimentModel<float> m(models::make_cell("tree-lstm", cfg.embed, cfg.hidden), cfg, be);
+  m.params().init(3);
+  m.params().set_optimizer(oc);
+  scheduler::BatchOptions bo;
+  for (int step = 0; step < 3; ++step) {
+    std::vector<const scheduler::Graph*> part;
+    for (int i = step * 8; i < step * 8 + 8; ++i) part.push_back(&trees[i]);
+    scheduler::GraphBatch batch = scheduler::make_batch(part, bo);
+    m.params().zero_grads();
+    losses->push_back(m.train_batch(batch, 0.125f));
+    m.params().step();
+  }
+  return m.params().get_flat_host(-1);
 }
 
 }  // namespace copse::celltest

@@ -550,43 +550,12 @@ TEST(CudaBackend, EveryCellForwardAndGradientsMatchCpu) {
 
 TEST(CudaBackend, SentimentTrainingStepsMatchCpu) {
   COPSE_REQUIRE_GPU();
-  const int vocab = 40;
-  std::mt19937 rng(77);
-  std::vector<scheduler::Graph> trees;
-  for (int i = 0; i < 24; ++i) {
-    scheduler::Graph g = reftest::random_binary_tree(2 + i % 11, rng, vocab, false);
-    g.label.assign(g.num_vertices(), -1);
-    for (int& l : g.label) l = std::uniform_int_distribution<int>(-1, 4)(rng);
-    trees.push_back(g);
-  }
-  models::SentimentConfig cfg;
-  cfg.vocab = vocab;
-  cfg.embed = 16;
-  cfg.hidden = 12;
-  memory::OptimizerConfig oc;
-  oc.kind = memory::OptimizerConfig::Sgd;
-  oc.lr = 0.1f;
-  oc.momentum = 0.9f;
-  oc.l2 = 1e-3f;
-  auto train = [&](ops::Backend<float>& be, std::vector<double>* losses) {
-    models::SentimentModel<float> m(models::make_cell("tree-lstm", cfg.embed, cfg.hidden), cfg, be);
-    m.params().init(3);
-    m.params().set_optimizer(oc);
-    scheduler::BatchOptions bo;
-    for (int step = 0; step < 3; ++step) {
-      std::vector<const scheduler::Graph*> part;
-      for (int i = step * 8; i < step * 8 + 8; ++i) part.push_back(&trees[i]);
-      scheduler::GraphBatch batch = scheduler::make_batch(part, bo);
-      m.params().zero_grads();
-      losses->push_back(m.train_batch(batch, 0.125f));
-      m.params().step();
-    }
-    return m.params().get_flat_host(-1);
-  };
   ops::CpuBackend<float> cpu(1);
   cuda::CudaBackend gpu;
   std::vector<double> lc, lg;
-  const Vec pc = train(cpu, &lc), pg = train(gpu, &lg);
+  const Vec pc = celltest::sentiment_training_steps(cpu, &lc);
+  const Vec pg = celltest::sentiment_training_steps(gpu, &lg);
+  ASSERT_EQ(lg.size(), lc.size());
   for (size_t i = 0; i < lc.size(); ++i) EXPECT_NEAR(lg[i], lc[i], 1e-5 * std::fabs(lc[i]));
   EXPECT_TRUE(close(pg, pc, 1e-5, "parameters after 3 SGD steps"));
 }

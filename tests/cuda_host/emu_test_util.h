@@ -11,19 +11,15 @@
 #include <string>
 #include <vector>
 
+#include "tests/random_vec.h"
+
 #include "cuda/host_emu/emulator.h"
 
 namespace copse::emutest {
 
 using Vec = std::vector<float>;
 
-inline Vec random_vec(std::size_t n, std::uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  Vec v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using copse::testing::random_vec;
 
 // As tests/test_cuda_backend.cpp's close(): ||got - ref|| / ||ref|| <= tol,
 // every element within 10 * tol * max |ref|, NaN exactly where ref has NaN.
