@@ -53,7 +53,16 @@ if(COPSE_WITH_CUDA)
   install(EXPORT copseCudaTargets NAMESPACE copse:: DESTINATION ${COPSE_CMAKE_DIR})
 endif()
 
-set_target_properties(copse PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
+# Installed binaries find copse's shared libraries (BUILD_SHARED_LIBS) next
+# to them, wherever the prefix is moved, and the CUDA runtime where it was
+# linked from.
+set_target_properties(copse PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}"
+                      INSTALL_RPATH_USE_LINK_PATH ON)
+foreach(lib copse_core copse_cuda_common copse_cuda_backend)
+  if(TARGET ${lib})
+    set_target_properties(${lib} PROPERTIES INSTALL_RPATH "$ORIGIN" INSTALL_RPATH_USE_LINK_PATH ON)
+  endif()
+endforeach()
 install(TARGETS copse RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # What the package's config needs to know about this build.
