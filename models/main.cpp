@@ -4,11 +4,13 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/version.h"
 #include "models/train.h"
 
 #ifdef COPSE_HAVE_MPI
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
   // instead of killing the process.
   std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"copse: batched training of dynamic neural networks (Tree-LSTM on SST)"};
+  app.set_version_flag("--version", std::string("copse ") + copse::kVersion);
   app.require_subcommand(1);
   copse::models::TrainOptions t;
   auto* train = app.add_subcommand("train", "train a Tree-LSTM (SST if --data, else synthetic)");
