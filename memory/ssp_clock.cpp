@@ -103,18 +103,18 @@ void SspClock::wait_readable(int w, long c) {
   ++stats_.lead_histogram[lead];
 }
 
-bool SspClock::ready(long need) const {
+bool SspClock::ready(long need, long epoch) const {
   std::lock_guard<std::mutex> lock(mu_);
   for (int r = 0; r < workers_; ++r)
-    if (active_locked(r) && clock_[r] < need) return false;
+    if (active_locked(r, epoch) && clock_[r] < need) return false;
   return true;
 }
 
-long SspClock::complete_through(const std::vector<long>& applied) const {
+long SspClock::complete_through(const std::vector<long>& applied, long epoch) const {
   std::lock_guard<std::mutex> lock(mu_);
   long m = std::numeric_limits<long>::max();
   for (int r = 0; r < workers_; ++r)
-    if (active_locked(r)) m = std::min(m, applied.at(r));
+    if (active_locked(r, epoch)) m = std::min(m, applied.at(r));
   return m == std::numeric_limits<long>::max() ? newest(applied) : m;
 }
 

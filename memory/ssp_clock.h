@@ -3,6 +3,7 @@
 // failure handling.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -73,12 +74,14 @@ class SspClock {
   // completed c - staleness clocks); counts a wait only when it had to block.
   void wait_readable(int w, long c);
   // Whether a read that must hold every update up to clock `need` may be
-  // served now (no active worker below `need`).
-  bool ready(long need) const;
+  // served now (no active worker below `need`). `epoch`: the reader's, when
+  // it is ahead of this table's (a process that has not started the epoch
+  // yet must not take a worker's finish of the last one for this one's).
+  bool ready(long need, long epoch = -1) const;
   // Measured contents of a store whose per-worker applied clocks are
   // `applied` ([workers]): the clock up to which it holds every active
   // worker's updates (finished workers count as complete), and the newest.
-  long complete_through(const std::vector<long>& applied) const;
+  long complete_through(const std::vector<long>& applied, long epoch = -1) const;
   static long newest(const std::vector<long>& applied);
   // A read by worker w at clock c that held every update up to `oldest` and
   // updates as new as `newest`; `bytes` pulled.
@@ -107,7 +110,9 @@ class SspClock {
 
  private:
   long min_clock_locked() const;
-  bool active_locked(int w) const { return finish_epoch_[w] < epoch_; }
+  bool active_locked(int w, long epoch = -1) const {
+    return finish_epoch_[w] < std::max(epoch_, epoch);
+  }
   [[noreturn]] void fail_locked(const std::string& why);
 
   const int workers_, staleness_;

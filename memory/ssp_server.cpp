@@ -118,7 +118,7 @@ void SspServer<T>::advance(int rank, ParamStore<T>& replica) {
     const ReadRows mode = listed_[rank] ? ReadRows::Listed
                           : since < 0   ? ReadRows::All
                                         : ReadRows::Dirty;
-    encode_read(map_, s, rank, c - staleness(), mode, since, &rows_[rank], req);
+    encode_read(map_, s, rank, c - staleness(), clock_.epoch(), mode, since, &rows_[rank], req);
     {
       std::lock_guard<std::mutex> lock(shard_mu_[s]);
       const auto& applied = shards_[s]->applied();

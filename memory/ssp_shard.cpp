@@ -55,7 +55,7 @@ struct PushHeader {
 };
 struct RequestHeader {
   std::int32_t worker, mode;
-  std::int64_t need, since;
+  std::int64_t need, epoch, since;
 };
 struct ReplyHeader {
   std::int64_t oldest, newest, version;
@@ -279,11 +279,11 @@ long encode_push(const ShardMap& map, int s, ParamStore<T>& replica, int w, long
   return bytes;
 }
 
-void encode_read(const ShardMap& map, int s, int w, long need, ReadRows mode, long since,
-                 const std::vector<std::vector<int>>* rows, std::vector<char>& out) {
+void encode_read(const ShardMap& map, int s, int w, long need, long epoch, ReadRows mode,
+                 long since, const std::vector<std::vector<int>>* rows, std::vector<char>& out) {
   out.clear();
   Writer wr{out};
-  wr.put(RequestHeader{w, static_cast<std::int32_t>(mode), need, since});
+  wr.put(RequestHeader{w, static_cast<std::int32_t>(mode), need, epoch, since});
   if (mode != ReadRows::Listed) return;
   std::vector<std::int32_t> mine;
   for (std::size_t k = 0; k < map.sparse_ids().size(); ++k) {
@@ -301,7 +301,7 @@ void encode_read(const ShardMap& map, int s, int w, long need, ReadRows mode, lo
 ReadHeader read_header(const std::vector<char>& request) {
   Reader rd{request};
   const auto h = rd.get<RequestHeader>();
-  return {h.worker, static_cast<long>(h.need)};
+  return {h.worker, static_cast<long>(h.need), static_cast<long>(h.epoch)};
 }
 
 int push_worker(const std::vector<char>& msg) {

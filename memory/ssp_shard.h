@@ -95,12 +95,13 @@ long encode_push(const ShardMap& map, int s, ParamStore<T>& replica, int w, long
 // A read of shard s for worker w that must hold every update up to `need`.
 // `rows` ([tables], global row ids, any order, duplicates fine) is used for
 // ReadRows::Listed, `since` for ReadRows::Dirty.
-void encode_read(const ShardMap& map, int s, int w, long need, ReadRows mode, long since,
-                 const std::vector<std::vector<int>>* rows, std::vector<char>& out);
+// `epoch`: the reader's (SspClock::ready).
+void encode_read(const ShardMap& map, int s, int w, long need, long epoch, ReadRows mode,
+                 long since, const std::vector<std::vector<int>>* rows, std::vector<char>& out);
 // Fields of a request, for the server deciding when to answer it.
 struct ReadHeader {
   int worker;
-  long need;
+  long need, epoch;
 };
 ReadHeader read_header(const std::vector<char>& request);
 int push_worker(const std::vector<char>& msg);
