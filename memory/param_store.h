@@ -88,6 +88,7 @@ class ParamStore {
 
   void set_optimizer(const OptimizerConfig& cfg);  // (re)allocates zeroed optimizer state
   const OptimizerConfig& optimizer() const { return cfg_; }
+  bool has_optimizer() const { return has_optimizer_; }
   void set_learning_rate(float lr);
   void set_grad_sync(GradSync<T>* sync) { sync_ = sync; }  // not owned; nullptr = none
 

@@ -55,4 +55,15 @@ struct EvalOptions {
 
 int run_eval(const EvalOptions& opts);
 
+// `copse synth`: the built-in synthetic treebank (models/synthetic_treebank.h)
+// as PTB files out/train.txt, dev.txt, test.txt, for programs that read
+// SST-style files.
+struct SynthOptions {
+  std::string out;
+  std::uint64_t seed = 1;
+  int train = 4000, dev = 500, test = 500;
+};
+
+int run_synth(const SynthOptions& opts);
+
 }  // namespace copse::models

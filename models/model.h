@@ -1,0 +1,136 @@
+// copse::Model: an embedding table (or dense per-vertex rows), a vertex
+// function run over every vertex of a batch of graphs, and a head: the
+// parameters and runtime of one model on one backend. Trained by
+// copse::Trainer (models/trainer.h); saved and loaded as safetensors.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "memory/param_store.h"
+#include "models/graphs.h"
+#include "models/sentiment_model.h"
+#include "models/vocab.h"
+#include "ops/backend.h"
+#include "vertex/builder.h"
+
+namespace copse {
+
+using models::HeadLoss;
+using models::Vocab;
+
+// The head: a loss at the vertices that carry a label (softmax) or a target
+// (squared error), on a linear layer over the cell's "h" or on the cell's own
+// push "y" (a head written with the vertex API).
+struct Head {
+  HeadLoss loss = HeadLoss::Softmax;
+  int width = 2;        // classes, or the target width
+  bool linear = true;   // false: the cell pushes "y" [width] itself
+
+  static Head softmax(int classes) { return {HeadLoss::Softmax, classes, true}; }
+  static Head squared(int width) { return {HeadLoss::Squared, width, true}; }
+  // The cell's push "y" is the head's output: logits, or the prediction.
+  static Head own(HeadLoss loss, int width) { return {loss, width, false}; }
+};
+
+struct ModelConfig {
+  int vocab = 0;      // embedding rows (the cell pulls "word" [embed]); 0: no table
+  int embed = 0;
+  int features = 0;   // dense per-vertex rows (the cell pulls "x" [features]); 0: none
+  int hidden = 0;     // width of the cell's push "h"
+  Head head;
+  float embed_init = 0.1f;   // embeddings start U[-embed_init, embed_init]
+  std::uint64_t seed = 1;    // parameter initialisation
+  std::string device = "cpu";  // cpu | cuda | auto (ops/device.h)
+  int threads = 1;             // CPU math threads
+  bool tf32 = false;           // cuda: allow TF32 GEMMs
+  int gpu = 0;                 // cuda: which GPU
+};
+
+// A batch ready to run: the merged graphs and, in their row order, the dense
+// rows and targets of the examples.
+struct Batch {
+  scheduler::GraphBatch graphs;
+  std::vector<float> features;  // [rows, features] indexed by the rows' input ids
+  int feature_rows = 0;
+  std::vector<float> targets;   // [N, head width] in row order, NaN: none
+  models::BatchData data() const;
+};
+
+// Graphs carry their inputs and labels; examples also dense rows and targets
+// (`features` and `target_width` are the model's; 0 when it reads none).
+Batch batch_of(const std::vector<const Graph*>& graphs);
+Batch batch_of(const std::vector<const Example*>& examples, int features, int target_width);
+
+// Root-level results summed over batches: see accuracy(), mse().
+struct Evaluation {
+  models::EvalCounts counts;      // roots, correct roots, binary SST accuracy, loss
+  models::SquaredCounts squared;  // squared head: error over target entries
+  double loss() const { return counts.vertices ? counts.loss / counts.vertices : 0.0; }
+  double accuracy() const { return counts.fine(); }
+  double mse() const { return squared.entries ? squared.sum / squared.entries : 0.0; }
+};
+
+class Model {
+ public:
+  // A model around the user's cell. Throws copse::Error when the cell does
+  // not pull / push what the configuration says.
+  Model(const vertex::VertexFunction& cell, const ModelConfig& cfg);
+  // A cell of models/cells.h by name (tree-lstm, tree-gru, lstm, ...).
+  Model(const std::string& cell_name, const ModelConfig& cfg);
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  // Loads a model written by save() or `copse train`: the cell by its name
+  // (models/cells.h), or the given one; device and threads from `cfg`, the
+  // sizes from the file. Throws naming the file and the tensor that does
+  // not fit.
+  static Model load(const std::string& path, const ModelConfig& device = {});
+  static Model load(const std::string& path, const vertex::VertexFunction& cell,
+                    const ModelConfig& device = {});
+  // Parameters, sizes, vocabulary and `metadata`, written atomically.
+  void save(const std::string& path, const std::map<std::string, std::string>& metadata = {});
+
+  // The word <-> id map saved with the model (empty but for <unk> unless the
+  // program fills it).
+  Vocab& vocab() { return vocab_; }
+  const Vocab& vocab() const { return vocab_; }
+  const ModelConfig& config() const { return cfg_; }
+  const std::string& cell_name() const { return cell_name_; }
+  const vertex::VertexFunction& cell() const { return cell_; }
+  memory::ParamStore<float>& params();
+  models::SentimentModel<float>& core() { return *core_; }
+  ops::Backend<float>& backend() { return *backend_; }
+
+  // Forward only over `examples`; results summed (batches of `batch`).
+  Evaluation evaluate(const std::vector<const Example*>& examples, int batch = 256);
+  Evaluation evaluate(const std::vector<const Graph*>& graphs, int batch = 256);
+  void evaluate(const Batch& b, Evaluation& into);
+  // The head's output at each graph's root: class probabilities (softmax) or
+  // the prediction (squared), one vector per graph.
+  std::vector<std::vector<float>> predict(const std::vector<const Example*>& examples,
+                                          int batch = 256);
+  std::vector<std::vector<float>> predict(const std::vector<const Graph*>& graphs,
+                                          int batch = 256);
+
+  // The same model on another backend (data-parallel workers), with this
+  // model's parameters, optimizer state and step counts.
+  std::unique_ptr<Model> replica(int gpu) const;
+  // Copies this model's parameters, optimizer state and step counts to `to`.
+  void copy_state_to(Model& to) const;
+
+ private:
+  std::vector<std::vector<float>> predict_batch(const Batch& b);
+  ModelConfig cfg_;
+  std::string cell_name_;
+  vertex::VertexFunction cell_;
+  Vocab vocab_;
+  std::unique_ptr<ops::Backend<float>> backend_;
+  std::unique_ptr<models::SentimentModel<float>> core_;
+};
+
+}  // namespace copse
