@@ -24,6 +24,7 @@
 #include "tests/random_graphs.h"
 #include "tests/reference_harness.h"
 #include "tests/reference_tape.h"
+#include "vertex/builder.h"
 #include "vertex/plan.h"
 
 namespace copse::reftest {
@@ -242,6 +243,33 @@ TEST(CellsReference, TreeFcOnNaryTreesAndDags) {
   check_cell(tree_fc_cell(4, 5, false), nary_trees(23), 203);
   check_cell(tree_fc_cell(4, 5, false), dags(24), 204);
   check_cell(tree_fc_cell(4, 5, true), nary_trees(25), 205);
+}
+
+// A GEMM whose level-dependent input is listed before its pull:
+// h = tanh(W [sum_k h_k; x] + b). The pull's part runs first (hoisted over
+// all rows) and writes the output; the children's part adds to it per level.
+Cell children_first_fc_cell(int E, int H) {
+  vertex::VertexBuilder v("children-first-fc", 2);
+  v.state("h", H);
+  auto x = v.pull("word", E);
+  auto h = tanh(v.linear({v.gather_sum("h"), x}, H, "W"));
+  v.scatter("h", h);
+  v.push("h", h);
+  Cell m = cell_model("children-first-fc", v.build(), E);
+  m.reference = [E, H](Tape& t, RefParams& P, const Graph& g, int vx,
+                       std::vector<RefVertex>& vs) {
+    std::vector<int> hk;
+    for (int c : children_of(g, vx)) hk.push_back(vs[c].state.at("h"));
+    int hv = t.tanh(t.linear(P.at("W"), &P.at("W.b"), {t.sum(hk, H), input_row(t, P, g, vx, E)}));
+    vs[vx].state = {{"h", hv}};
+    vs[vx].out = {{"h", hv}};
+  };
+  return m;
+}
+
+TEST(CellsReference, GemmWithThePullListedAfterTheChildren) {
+  check_cell(children_first_fc_cell(4, 5), nary_trees(40), 240);
+  check_cell(children_first_fc_cell(4, 5), dags(41), 241);
 }
 
 TEST(CellsReference, DagGatedOnNaryTreesAndDags) {
