@@ -110,4 +110,10 @@ void set_graph_target(Example& e, const std::vector<float>& target) {
   }
 }
 
+int Example::num_vertices() const {
+  int n = graph.num_vertices();
+  for (const Graph& g : more) n += g.num_vertices();
+  return n;
+}
+
 }  // namespace copse

@@ -50,11 +50,26 @@ int root_of(const Graph& g);
 // rows and its regression targets.
 struct Example {
   Graph graph;
-  // [n * features] row v is vertex v's dense input (the model's "x" pull).
+  // Further graphs of the same example (a sentence pair: one more), for a
+  // model with a join head (models/join_head.h): they are batched with every
+  // other graph of the batch, and the head reads one vertex of each graph,
+  // its root or join_at[i] of graph i (graph 0 is `graph`, graph i + 1 is
+  // more[i]).
+  std::vector<Graph> more;
+  std::vector<int> join_at;
+  // [n * features] row v is vertex v's dense input (the model's "x" pull);
+  // with `more`, the rows of `graph` first, then those of more[0], ...
   std::vector<float> features;
   // [n * width] regression targets per vertex, NaN where a vertex has none;
-  // see set_graph_target.
+  // see set_graph_target. Not read by a join head.
   std::vector<float> targets;
+  // The example's target for a join head, [head width]: a distribution over
+  // the classes (softmax; e.g. models::score_distribution) or the values
+  // (squared error).
+  std::vector<float> target;
+  // The number of graphs (1 + more.size()) and of vertices in all of them.
+  int num_graphs() const { return 1 + static_cast<int>(more.size()); }
+  int num_vertices() const;
 };
 
 // A target for the whole graph, at its root; every other vertex gets none.

@@ -50,7 +50,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   copse::models::TrainOptions t;
   auto* train = app.add_subcommand("train", "train a Tree-LSTM (SST if --data, else synthetic)");
-  train->add_option("--data", t.data_dir, "directory with train.txt, dev.txt, test.txt (PTB trees)");
+  train->add_option("--task", t.task,
+                    "sentiment (PTB trees) | relatedness (pairs of dependency trees, SICK layout)")
+      ->capture_default_str();
+  train->add_option("--data", t.data_dir,
+                    "sentiment: directory with train.txt, dev.txt, test.txt (PTB trees); "
+                    "relatedness: directory with train/, dev/, test/ in the SICK layout");
   train->add_option("--model", t.model,
                     "tree-lstm | child-sum-lstm | tree-gru | tree-fc | dag-gated (over the trees); "
                     "lstm | gru | lstm2 (over the sentences)")
@@ -98,9 +103,11 @@ int main(int argc, char** argv) {
                     "ahead of the slowest worker")
       ->capture_default_str();
   copse::models::EvalOptions e;
-  auto* eval = app.add_subcommand("eval", "root accuracy of a saved model on a PTB file");
+  auto* eval = app.add_subcommand(
+      "eval", "root accuracy of a saved model on a PTB file (a pair model: Pearson r, Spearman "
+              "rho and MSE on a SICK split's directory)");
   eval->add_option("--model", e.model, "model.safetensors")->required();
-  eval->add_option("--data", e.data, "PTB file")->required();
+  eval->add_option("--data", e.data, "PTB file, or a SICK split's directory")->required();
   eval->add_option("--threads", e.threads, "threads")->capture_default_str();
   eval->add_option("--device", e.device, "cpu | cuda | auto")->capture_default_str();
   copse::models::SynthOptions s;

@@ -54,6 +54,11 @@ struct ModelConfig {
 // rows and targets of the examples.
 struct Batch {
   scheduler::GraphBatch graphs;
+  // Examples of several graphs (a join head): per example, the batch rows
+  // its head reads (example-major, `arity` each), and its target.
+  int arity = 1;
+  std::vector<int> join_rows;     // [examples * arity]
+  std::vector<float> join_targets;  // [examples, head width]
   std::vector<float> features;  // [rows, features] indexed by the rows' input ids
   int feature_rows = 0;
   std::vector<float> targets;   // [N, head width] in row order, NaN: none
@@ -62,8 +67,11 @@ struct Batch {
 
 // Graphs carry their inputs and labels; examples also dense rows and targets
 // (`features` and `target_width` are the model's; 0 when it reads none).
+// arity > 1: examples of `arity` graphs each (Example::more) for a join
+// head, whose width is target_width (every example needs a target).
 Batch batch_of(const std::vector<const Graph*>& graphs);
-Batch batch_of(const std::vector<const Example*>& examples, int features, int target_width);
+Batch batch_of(const std::vector<const Example*>& examples, int features, int target_width,
+               int arity = 1);
 
 // Root-level results summed over batches: see accuracy(), mse().
 struct Evaluation {
@@ -81,6 +89,13 @@ class Model {
   Model(const vertex::VertexFunction& cell, const ModelConfig& cfg);
   // A cell of models/cells.h by name (tree-lstm, tree-gru, lstm, ...).
   Model(const std::string& cell_name, const ModelConfig& cfg);
+  // Examples of several graphs joined by `join_head` (models/join_head.h):
+  // its pulls in0 .. in{k-1} say how many (k); cfg.head.width is its width,
+  // cfg.head.loss its loss (cfg.head.linear is not read).
+  Model(const vertex::VertexFunction& cell, const vertex::VertexFunction& join_head,
+        const ModelConfig& cfg);
+  // The same with a cell and a join head by name (models/join_head.h).
+  Model(const std::string& cell_name, const std::string& join_head, const ModelConfig& cfg);
   ~Model();
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
@@ -102,6 +117,21 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const std::string& cell_name() const { return cell_name_; }
   const vertex::VertexFunction& cell() const { return cell_; }
+  // Graphs per example: 1, or the join head's k.
+  int arity() const { return arity_; }
+  // The join head's name ("" without one).
+  const std::string& join_name() const { return join_name_; }
+  // The examples in `batch` in the form this model reads (its features,
+  // targets and arity).
+  Batch batch(const std::vector<const Example*>& examples) const;
+  // Forward, loss and backward over a batch: gradients are added to the
+  // store's, the loss (summed, times `scale`) is returned unscaled.
+  double train(const Batch& b, float scale);
+  // The width of the targets an example carries (Example::targets per
+  // vertex, or Example::target with a join head); 0 when it has none.
+  int target_width() const;
+  // The vertices (or, with a join head, the examples) that carry a loss.
+  long labelled(const Batch& b) const;
   memory::ParamStore<float>& params();
   models::SentimentModel<float>& core() { return *core_; }
   ops::Backend<float>& backend() { return *backend_; }
@@ -110,8 +140,9 @@ class Model {
   Evaluation evaluate(const std::vector<const Example*>& examples, int batch = 256);
   Evaluation evaluate(const std::vector<const Graph*>& graphs, int batch = 256);
   void evaluate(const Batch& b, Evaluation& into);
-  // The head's output at each graph's root: class probabilities (softmax) or
-  // the prediction (squared), one vector per graph.
+  // The head's output at each graph's root (with a join head: per example):
+  // class probabilities (softmax) or the prediction (squared), one vector
+  // per graph (example).
   std::vector<std::vector<float>> predict(const std::vector<const Example*>& examples,
                                           int batch = 256);
   std::vector<std::vector<float>> predict(const std::vector<const Graph*>& graphs,
@@ -125,9 +156,13 @@ class Model {
 
  private:
   std::vector<std::vector<float>> predict_batch(const Batch& b);
+  void init(const vertex::VertexFunction* join_head);
   ModelConfig cfg_;
   std::string cell_name_;
   vertex::VertexFunction cell_;
+  int arity_ = 1;
+  std::string join_name_;
+  vertex::VertexFunction join_;
   Vocab vocab_;
   std::unique_ptr<ops::Backend<float>> backend_;
   std::unique_ptr<models::SentimentModel<float>> core_;

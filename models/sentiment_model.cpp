@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "common/error.h"
+#include "models/join_runtime.h"
 
 namespace copse::models {
 
@@ -38,8 +39,10 @@ bool has_pull(const vertex::VertexFunction& fn, const std::string& name) {
 
 template <typename T>
 SentimentModel<T>::SentimentModel(const vertex::VertexFunction& cell, const SentimentConfig& cfg,
-                                  ops::Backend<T>& backend)
+                                  ops::Backend<T>& backend, const vertex::VertexFunction* join_head)
     : cfg_(cfg), be_(backend), params_(backend), arena_(backend) {
+  if (join_head == nullptr && cfg.arity != 1)
+    fail("model: examples of {} graphs need a join head", cfg.arity);
   if (cfg.vocab < 0 || cfg.features < 0) fail("model: vocab and features must be >= 0");
   if (cfg.vocab == 0 && cfg.features == 0)
     fail("model: no inputs: give an embedding table (vocab > 0) or dense rows (features > 0)");
@@ -58,7 +61,7 @@ SentimentModel<T>::SentimentModel(const vertex::VertexFunction& cell, const Sent
     fail("model: the cell '{}' must pull 'word' to read the embedding table", cell.name);
   if (cfg.features > 0 && !has_pull(plan_.fn, "x"))
     fail("model: the cell '{}' must pull 'x' to read the dense rows", cell.name);
-  if (!cfg.head_linear && plan_.fn.find_output("y") < 0)
+  if (!join_head && !cfg.head_linear && plan_.fn.find_output("y") < 0)
     fail("model: the cell '{}' must push 'y' (the head's output) when the head is its own",
          cell.name);
   if (cfg.vocab > 0) {
@@ -71,7 +74,11 @@ SentimentModel<T>::SentimentModel(const vertex::VertexFunction& cell, const Sent
     params_.add(emb);
   }
   add_plan_params(plan_, params_);
-  if (cfg.head_linear) {
+  if (join_head) {
+    join_ = std::make_unique<JoinRunner<T>>(*join_head, cfg.arity, cfg.hidden, cfg.classes, co,
+                                            be_, params_, arena_);
+    join_->add_params();
+  } else if (cfg.head_linear) {
     out_w_ = params_.add({"out.W", {cfg.classes, cfg.hidden}, memory::Init::Xavier, 0.f, false});
     out_b_ = params_.add({"out.b", {cfg.classes}, memory::Init::Zeros, 0.f, false});
   }
@@ -90,9 +97,43 @@ SentimentModel<T>::SentimentModel(const vertex::VertexFunction& cell, const Sent
   if (train_exec_->output_width("h") != cfg.hidden)
     fail("model: the cell pushes h of width {}, the config says hidden={}",
          train_exec_->output_width("h"), cfg.hidden);
-  if (!cfg.head_linear && train_exec_->output_width("y") != cfg.classes)
+  if (join_) join_->make_executors(cfg.profile);
+  if (!join_ && !cfg.head_linear && train_exec_->output_width("y") != cfg.classes)
     fail("model: the cell pushes y of width {}, the head's width is {}",
          train_exec_->output_width("y"), cfg.classes);
+}
+
+template <typename T>
+SentimentModel<T>::~SentimentModel() = default;
+
+template <typename T>
+double SentimentModel<T>::train_tuples(const scheduler::GraphBatch& batch,
+                                       const std::vector<int>& rows, const float* targets,
+                                       T loss_scale, const BatchData& data) {
+  if (!join_) fail("model: train_tuples without a join head");
+  arena_.reset();
+  auto& ex = *train_exec_;
+  bind_inputs(ex, data);
+  ex.forward(batch);
+  T* dh = arena_.alloc(static_cast<size_t>(batch.num_rows) * cfg_.hidden);
+  const double loss = join_->run(true, ex.output("h"), batch.num_rows, rows, targets, cfg_.loss,
+                                 loss_scale, dh, nullptr);
+  ex.set_push_grad("h", dh, cfg_.hidden);
+  ex.backward();
+  return loss;
+}
+
+template <typename T>
+double SentimentModel<T>::evaluate_tuples(const scheduler::GraphBatch& batch,
+                                          const std::vector<int>& rows, const float* targets,
+                                          std::vector<T>* outputs, const BatchData& data) {
+  if (!join_) fail("model: evaluate_tuples without a join head");
+  arena_.reset();
+  auto& ex = *eval_exec_;
+  bind_inputs(ex, data);
+  ex.forward(batch);
+  return join_->run(false, ex.output("h"), batch.num_rows, rows, targets, cfg_.loss, T(0), nullptr,
+                    outputs);
 }
 
 template <typename T>
@@ -167,6 +208,7 @@ double SentimentModel<T>::squared_loss(const scheduler::GraphBatch& batch, const
 template <typename T>
 double SentimentModel<T>::train_batch(const scheduler::GraphBatch& batch, T loss_scale,
                                       const BatchData& data) {
+  if (join_) fail("model: its examples are {} graphs each, joined by its head (train_tuples)", cfg_.arity);
   arena_.reset();
   auto& ex = *train_exec_;
   bind_inputs(ex, data);
@@ -199,6 +241,7 @@ double SentimentModel<T>::train_batch(const scheduler::GraphBatch& batch, T loss
 template <typename T>
 void SentimentModel<T>::evaluate_batch(const scheduler::GraphBatch& batch, EvalCounts& counts,
                                        const BatchData& data, SquaredCounts* sq) {
+  if (join_) fail("model: its examples are {} graphs each, joined by its head (evaluate_tuples)", cfg_.arity);
   arena_.reset();
   auto& ex = *eval_exec_;
   bind_inputs(ex, data);

@@ -34,6 +34,10 @@ struct SentimentConfig {
   // (BatchData::features), indexed by the vertex's input id.
   int features = 0;
   float embed_init = 0.1f;  // embeddings start U[-embed_init, embed_init]
+  // > 1: examples of `arity` graphs, joined by the constructor's join head
+  // (models/join_head.h); `classes` is then the join head's width, and
+  // head_linear is not read.
+  int arity = 1;
   bool fuse = true;
   bool strided_views = true;  // vertex::CompileOptions::strided_views
   bool dedup_pulls = true;    // scheduler::ExecOptions::dedup_pulls
@@ -66,13 +70,19 @@ struct SquaredCounts {
 };
 
 template <typename T>
+class JoinRunner;
+
+template <typename T>
 class SentimentModel {
  public:
   // The cell pulls "word" (width embed; with vocab > 0) and/or "x" (width
   // features; with features > 0) and pushes "h" (width hidden), and "y"
   // (width classes) when the head is not linear.
+  // With a join head (cfg.arity > 1) the loss is the join head's, on the
+  // examples' targets (train_tuples, evaluate_tuples).
   SentimentModel(const vertex::VertexFunction& cell, const SentimentConfig& cfg,
-                 ops::Backend<T>& backend);
+                 ops::Backend<T>& backend, const vertex::VertexFunction* join_head = nullptr);
+  ~SentimentModel();
 
   memory::ParamStore<T>& params() { return params_; }
   const vertex::ExecPlan& plan() const { return plan_; }
@@ -91,6 +101,20 @@ class SentimentModel {
   // the squared loss, the error to `sq`).
   void evaluate_batch(const scheduler::GraphBatch& batch, EvalCounts& counts,
                       const BatchData& data = {}, SquaredCounts* sq = nullptr);
+
+  // Examples of cfg.arity graphs, all of them in `batch`: rows[t * arity +
+  // j] is the batch row the join head reads for graph j of example t;
+  // targets [examples, classes] (host): a distribution over the classes
+  // (the loss is KL(target || softmax(y))) or the values (squared error).
+  // Forward, loss and backward as train_batch; returns the summed loss.
+  double train_tuples(const scheduler::GraphBatch& batch, const std::vector<int>& rows,
+                      const float* targets, T loss_scale, const BatchData& data = {});
+  // Forward only: returns the summed loss; `outputs` (if given) gets per
+  // example the join head's probabilities (softmax) or prediction (squared).
+  double evaluate_tuples(const scheduler::GraphBatch& batch, const std::vector<int>& rows,
+                         const float* targets, std::vector<T>* outputs = nullptr,
+                         const BatchData& data = {});
+  bool joins() const { return join_ != nullptr; }
 
   // The head's output [N, classes] of the last batch (backend memory), rows
   // logits_ld() apart: logits (softmax) or predictions (squared).
@@ -118,6 +142,7 @@ class SentimentModel {
   std::vector<T> host_buf_, host_grad_;
   std::vector<int> pred_;
   std::vector<T> host_logits_;
+  std::unique_ptr<JoinRunner<T>> join_;
 };
 
 // Adds the parameters a compiled plan needs to a store (weights Xavier,

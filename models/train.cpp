@@ -23,6 +23,7 @@
 #include "memory/thread_sync.h"
 #include "models/cells.h"
 #include "models/checkpoint.h"
+#include "models/train_task.h"
 #include "models/train_util.h"
 #include "models/embeddings.h"
 #include "models/model.h"
@@ -47,16 +48,6 @@ namespace {
 std::string join_ints(const std::vector<int>& v) {
   std::string out;
   for (int r : v) out += (out.empty() ? "" : ", ") + std::to_string(r);
-  return out;
-}
-
-std::vector<Batch> to_batches(const std::vector<LabeledTree>& trees, int batch) {
-  std::vector<Batch> out;
-  for (size_t i = 0; i < trees.size(); i += batch) {
-    std::vector<const scheduler::Graph*> g;
-    for (size_t j = i; j < std::min(trees.size(), i + batch); ++j) g.push_back(&trees[j].graph);
-    out.push_back(batch_of(g));
-  }
   return out;
 }
 
@@ -103,7 +94,6 @@ int run_train(const TrainOptions& given) {
   ModelConfig mc;
   mc.embed = o.embed;
   mc.hidden = o.hidden;
-  mc.head = Head::softmax(5);
   mc.seed = o.seed;
   mc.device = ops::resolve_device(o.device);
   mc.threads = o.threads;
@@ -120,15 +110,12 @@ int run_train(const TrainOptions& given) {
   // the optimizer loops all use OpenMP.
   omp_set_num_threads(o.threads);
   double t_start = now_s();
-  Dataset data = load_data(o);
-  if (data.train.empty()) fail("{}: no training trees", data.source);
-  Vocab vocab;
-  prepare_inputs(o.model, data.train, &vocab, true);
-  prepare_inputs(o.model, data.dev, &vocab, false);
-  prepare_inputs(o.model, data.test, &vocab, false);
+  const std::unique_ptr<TrainTask> task = make_task(o);
+  if (o.staleness >= 0 && o.task != "sentiment")
+    fail("--staleness (SSP) trains on single trees; --task {} is bulk-synchronous", o.task);
+  const Vocab& vocab = task->vocab();
   mc.vocab = vocab.size();
-  Model model(o.model, mc);
-  model.vocab() = vocab;
+  Model model = task->make_model(o, mc);
   int found = -1;
   if (!o.embeddings.empty()) {
     auto& ps = model.params();
@@ -181,15 +168,10 @@ int run_train(const TrainOptions& given) {
     st.opt_state.clear();
   }
 
-  auto dev_batches = to_batches(data.dev, 256);
-  auto test_batches = to_batches(data.test, 256);
-  long train_vertices = 0;
-  for (const auto& t : data.train) train_vertices += t.num_vertices();
-
+  const size_t train_size = task->train_size();
   if (!o.quiet) {
-    fmt::print("copse train: {} | train {} trees ({} vertices), dev {}, test {} | vocab {}{}\n",
-               data.source, data.train.size(), train_vertices, data.dev.size(), data.test.size(),
-               vocab.size(), found >= 0 ? fmt::format(" ({} with pretrained vectors)", found) : "");
+    fmt::print("copse train: {} | vocab {}{}\n", task->describe(), vocab.size(),
+               found >= 0 ? fmt::format(" ({} with pretrained vectors)", found) : "");
     fmt::print("{} embed={} hidden={} | {} lr={} l2={} | batch {} | {} epochs | {} worker(s) ({}) x "
                "{} thread(s) | seed {}\n",
                o.model, o.embed, o.hidden, o.optimizer, o.lr, o.l2, o.batch, o.epochs, o.workers,
@@ -203,7 +185,7 @@ int run_train(const TrainOptions& given) {
   {
     const std::string opts = nlohmann::json(st.options).dump();
     std::uint64_t setup = fnv1a(opts.data(), opts.size());
-    const long sizes[] = {static_cast<long>(data.train.size()), vocab.size(), st.step, st.epoch};
+    const long sizes[] = {static_cast<long>(task->train_size()), vocab.size(), st.step, st.epoch};
     setup = fnv1a(sizes, sizeof(sizes), setup);
     std::string bad = join_ints(trainer.diverged_workers(setup));
     if (!bad.empty())
@@ -244,28 +226,24 @@ int run_train(const TrainOptions& given) {
     st.opt_state.clear();
   };
 
-  std::vector<const scheduler::Graph*> g;
   for (; st.epoch <= o.epochs; ++st.epoch) {
     const int epoch = st.epoch;
     if (st.order.empty()) {
-      st.order.resize(data.train.size());
+      st.order.resize(train_size);
       std::iota(st.order.begin(), st.order.end(), 0);
       std::shuffle(st.order.begin(), st.order.end(), rng);
     }
     const auto& order = st.order;
     const long epoch_first_step = st.step;
     Progress bar(fmt::format("epoch {}/{}", epoch, o.epochs), static_cast<long>(order.size()),
-                 "trees", stderr, false);
+                 task->unit(), stderr, false);
     if (!o.progress) bar.finish();
     if (ssp) {
       // Every worker walks its shares of this epoch's batches; one clock per batch.
       double t0 = now_s();
       std::vector<std::vector<const scheduler::Graph*>> batches;
-      for (size_t i = 0; i < order.size(); i += o.batch) {
-        batches.emplace_back();
-        for (size_t j = i; j < std::min(order.size(), i + o.batch); ++j)
-          batches.back().push_back(&data.train[order[j]].graph);
-      }
+      for (size_t i = 0; i < order.size(); i += o.batch)
+        batches.push_back(task->graphs(order, i, std::min(order.size(), i + o.batch)));
       AsyncResult a;
       try {
         a = trainer.run_async(batches, fmt::format("epoch {}", epoch));
@@ -284,18 +262,16 @@ int run_train(const TrainOptions& given) {
     }
     for (size_t i = st.next; i < order.size(); i += o.batch) {
       double t0 = now_s();
-      g.clear();
-      for (size_t j = i; j < std::min(order.size(), i + o.batch); ++j)
-        g.push_back(&data.train[order[j]].graph);
+      const size_t end = std::min(order.size(), i + o.batch);
       if (omit_batch(fault, st.step + 1)) {
-        st.next = static_cast<long>(i + g.size());
+        st.next = static_cast<long>(end);
         continue;
       }
-      StepResult r = trainer.step(g);
-      st.next = static_cast<long>(i + g.size());
+      StepResult r = task->step(trainer, order, i, end);
+      st.next = static_cast<long>(end);
       if (!r.taken) {
-        skips.skip(fmt::format("step {} (epoch {}, batch of trees {}..{} in this epoch's order): {}",
-                               st.step + 1, epoch, i, i + g.size() - 1, r.problem));
+        skips.skip(fmt::format("step {} (epoch {}, batch of {} {}..{} in this epoch's order): {}",
+                               st.step + 1, epoch, task->unit(), i, end - 1, r.problem));
         continue;
       }
       skips.taken();
@@ -311,22 +287,18 @@ int run_train(const TrainOptions& given) {
     skips.end_epoch(epoch);
     // Under BSP every worker evaluates its share of the batches; the replicas
     // must still be identical (a cheap check that the exchange works).
-    const models::EvalCounts dev = trainer.evaluate(dev_batches).counts;
-    const models::EvalCounts test = trainer.evaluate(test_batches).counts;
+    nlohmann::json m;
+    std::string scores;
+    const double dev_score = task->evaluate(trainer, model, m, scores);
     if (!ssp) {
       std::string bad = join_ints(trainer.diverged_workers());
       if (!bad.empty())
         fail("after epoch {}: the replicas of worker(s) {} differ from worker 0's", epoch, bad);
     }
-    nlohmann::json m;
     m["epoch"] = epoch;
     m["train_loss"] = st.loss_sum / std::max(1L, st.labelled);
-    m["train_trees_per_s"] = data.train.size() / std::max(1e-9, st.train_s);
+    m[fmt::format("train_{}_per_s", task->unit())] = train_size / std::max(1e-9, st.train_s);
     m["train_s"] = st.train_s;
-    m["dev_fine"] = dev.fine();
-    m["dev_binary"] = dev.binary();
-    m["test_fine"] = test.fine();
-    m["test_binary"] = test.binary();
     m["peak_arena_bytes"] = model.core().arena().peak_bytes();
     m["skipped_batches"] = st.skipped;
     m["workers"] = o.workers;
@@ -353,19 +325,17 @@ int run_train(const TrainOptions& given) {
       metrics.flush();
     }
     st.metrics.push_back(m.dump());
-    if (dev.fine() > st.best_dev) {
-      st.best_dev = dev.fine();
+    if (dev_score > st.best_dev) {
+      st.best_dev = dev_score;
       st.best_epoch = epoch;
       if (root)
         model.save(model_path,
                    {{"copse.epoch", std::to_string(epoch)}, {"copse.seed", std::to_string(o.seed)}});
     }
     if (!o.quiet) {
-      fmt::print("epoch {:>3}  loss {:.4f}  {:>7.0f} trees/s  dev fine {:.3f} bin {:.3f}  test fine "
-                 "{:.3f} bin {:.3f}{}\n",
-                 epoch, m["train_loss"].get<double>(), m["train_trees_per_s"].get<double>(),
-                 dev.fine(), dev.binary(), test.fine(), test.binary(),
-                 st.best_epoch == epoch ? "  *" : "");
+      fmt::print("epoch {:>3}  loss {:.4f}  {:>7.0f} {}/s  {}{}\n", epoch,
+                 m["train_loss"].get<double>(), train_size / std::max(1e-9, st.train_s),
+                 task->unit(), scores, st.best_epoch == epoch ? "  *" : "");
       std::fflush(stdout);
     }
     // The next epoch starts from a clean slate; its order is drawn from rng.
@@ -385,8 +355,8 @@ int run_train(const TrainOptions& given) {
   st.epoch = o.epochs + 1;
   checkpoint();
   if (!o.quiet && st.best_epoch > 0)
-    fmt::print("best dev fine {:.3f} at epoch {}; model: {}; metrics: {}\n", st.best_dev,
-               st.best_epoch, model_path, metrics_path);
+    fmt::print("best {} {:.3f} at epoch {}; model: {}; metrics: {}\n", task->best_name(),
+               st.best_dev, st.best_epoch, model_path, metrics_path);
   return 0;
 }
 
@@ -395,6 +365,18 @@ int run_eval(const EvalOptions& o) {
   device.device = o.device;
   device.threads = o.threads;
   Model model = Model::load(o.model, device);
+  if (model.arity() == 2) {  // a pair model: a SICK split
+    SickSplit split = read_sick_split(o.data);
+    const auto pairs = sick_examples(split, model.vocab(), false);
+    const RelatednessScores sc = score_pairs(model, pairs, split.score);
+    nlohmann::json j;
+    j["pearson"] = sc.pearson;
+    j["spearman"] = sc.spearman;
+    j["mse"] = sc.mse;
+    j["pairs"] = sc.pairs;
+    fmt::print("{}\n", j.dump());
+    return 0;
+  }
   if (model.config().head.loss != HeadLoss::Softmax)
     fail("{}: copse eval scores classifiers; this model's head is squared error", o.model);
   auto trees = read_ptb_file(o.data, model.config().head.width);

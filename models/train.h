@@ -7,6 +7,9 @@
 namespace copse::models {
 
 struct TrainOptions {
+  // sentiment: PTB trees (SST); relatedness: pairs of dependency trees in the
+  // SICK layout (models/train_task.h).
+  std::string task = "sentiment";
   std::string data_dir;    // holds train.txt, dev.txt, test.txt; empty: synthetic treebank
   std::string model = "tree-lstm";  // a cell of models/cells.h; sequence cells read sentences
   int epochs = 10;
@@ -48,7 +51,7 @@ int run_train(const TrainOptions& opts);
 
 struct EvalOptions {
   std::string model;  // model.safetensors written by train
-  std::string data;   // a PTB file
+  std::string data;   // a PTB file; for a pair model, a SICK split's directory
   int threads = 1;
   std::string device = "cpu";
 };

@@ -65,7 +65,8 @@ void prepare_inputs(const std::string& model, std::vector<LabeledTree>& trees, V
 }
 
 std::map<std::string, std::string> options_map(const TrainOptions& o) {
-  return {{"data", o.data_dir},
+  return {{"task", o.task},
+          {"data", o.data_dir},
           {"model", o.model},
           {"epochs", std::to_string(o.epochs)},
           {"batch", std::to_string(o.batch)},
@@ -110,7 +111,8 @@ TrainOptions options_from_map(const std::map<std::string, std::string>& m,
   o.seed = std::stoull(get("seed"));
   o.checkpoint_every = std::stol(get("checkpoint_every"));
   o.skip_nonfinite = get("skip_nonfinite") == "1";
-  // Checkpoints written before --max-skipped existed keep the default.
+  // Checkpoints written before --max-skipped or --task existed keep the defaults.
+  if (m.count("task")) o.task = m.at("task");
   if (m.count("max_skipped")) o.max_skipped = std::stoi(m.at("max_skipped"));
   return o;
 }

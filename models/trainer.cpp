@@ -78,11 +78,6 @@ struct Trainer::Impl {
 
   Impl(Model& m, const TrainerOptions& opts) : model(m), o(opts) {}
 
-  int target_width() const {
-    const auto& h = model.config().head;
-    return h.loss == HeadLoss::Squared ? h.width : 0;
-  }
-
   // The BSP step over a batch whose item i has `sizes[i]` vertices; make(k,
   // items) builds local worker k's batch from its items.
   template <typename MakeBatch>
@@ -100,13 +95,8 @@ struct Trainer::Impl {
       const auto& shard = shards[local[k]];
       if (shard.empty()) return;
       Batch b = make(shard);
-      part[k][0] = workers[k]->core().train_batch(b.graphs, scale, b.data());
-      if (target_width() > 0) {
-        for (int r = 0; r < b.graphs.num_rows; ++r)
-          part[k][1] += !std::isnan(b.targets[static_cast<size_t>(r) * target_width()]);
-      } else {
-        for (int l : b.graphs.label) part[k][1] += l >= 0;
-      }
+      part[k][0] = workers[k]->train(b, scale);
+      part[k][1] = static_cast<double>(workers[k]->labelled(b));
       maybe_inject_fault(fault, local[k], step_no, wps, FaultPhase::Gradient);
       // Before the exchange each worker holds its own shard's gradient: the
       // sum is finite iff every worker's norm is, and no entry of the sum
@@ -226,12 +216,11 @@ StepResult Trainer::step(const std::vector<const Example*>& batch) {
   if (impl_->is_ssp)
     fail("step: SSP training takes graphs (the thread parameter server reads no dense rows)");
   std::vector<int> sizes;
-  for (const Example* e : batch) sizes.push_back(e->graph.num_vertices());
-  const int features = impl_->model.config().features, tw = impl_->target_width();
+  for (const Example* e : batch) sizes.push_back(e->num_vertices());
   return impl_->bsp_step(sizes, [&](const std::vector<int>& items) {
     std::vector<const Example*> part;
     for (int i : items) part.push_back(batch[i]);
-    return batch_of(part, features, tw);
+    return impl_->model.batch(part);
   });
 }
 
@@ -341,10 +330,8 @@ Evaluation Trainer::evaluate(const std::vector<const Example*>& examples, int ba
   if (batch <= 0) fail("evaluate: batch must be positive, got {}", batch);
   std::vector<Batch> bs;
   for (size_t i = 0; i < examples.size(); i += batch)
-    bs.push_back(batch_of(std::vector<const Example*>(
-                                examples.begin() + i,
-                                examples.begin() + std::min(examples.size(), i + batch)),
-                            impl_->model.config().features, impl_->target_width()));
+    bs.push_back(impl_->model.batch(std::vector<const Example*>(
+        examples.begin() + i, examples.begin() + std::min(examples.size(), i + batch))));
   return evaluate(bs);
 }
 

@@ -60,7 +60,8 @@ TEST(Api, TreesFromParentArraysAndDagsFromEdges) {
   Graph g = tree_from_parents({-1, 0, 0});
   set_graph_label(g, 4);
   EXPECT_EQ(g.label, (std::vector<int>{4, -1, -1}));
-  Example e{tree_from_parents({1, -1}), {}, {}};
+  Example e;
+  e.graph = tree_from_parents({1, -1});
   set_graph_target(e, {0.5f, -1.f});
   ASSERT_EQ(e.targets.size(), 4u);
   EXPECT_TRUE(std::isnan(e.targets[0]) && std::isnan(e.targets[1]));
@@ -85,7 +86,9 @@ TEST(Api, BadGraphsAreRefusedNamingTheGraphAndVertex) {
   EXPECT_NE(error_of([&] { set_graph_label(two_roots, 1); }).find("two: a graph-level value needs "
                                                                   "one root; vertices 0 and 1"),
             std::string::npos);
-  Example e{chain(2, "short"), {1.f, 2.f, 3.f}, {}};
+  Example e;
+  e.graph = chain(2, "short");
+  e.features = {1.f, 2.f, 3.f};
   EXPECT_NE(error_of([&] { batch_of({&e}, 2, 0); })
                 .find("short: 3 feature values for 2 vertices of width 2 (need 4)"),
             std::string::npos);

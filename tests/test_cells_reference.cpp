@@ -22,6 +22,7 @@
 #include "ops/cpu_backend.h"
 #include "scheduler/graph_batch.h"
 #include "tests/random_graphs.h"
+#include "tests/reference_child_sum.h"
 #include "tests/reference_harness.h"
 #include "tests/reference_tape.h"
 #include "vertex/builder.h"
@@ -48,35 +49,9 @@ Cell cell_model(const std::string& name, vertex::VertexFunction fn, int E) {
 int part(Tape& t, int a, int k, int h) { return t.slice(a, k * h, h); }
 int one_minus(Tape& t, int a) { return t.sub(t.constant(Vec(t.width(a), 1.0)), a); }
 
-// forget_gates = false: f_k = 1, a deliberately wrong reference.
 Cell child_sum_cell(int E, int H, bool forget_gates = true) {
   Cell m = cell_model("child-sum-lstm", models::child_sum_tree_lstm(E, H), E);
-  m.reference = [E, H, forget_gates](Tape& t, RefParams& P, const Graph& g, int v,
-                                     std::vector<RefVertex>& vs) {
-    int x = input_row(t, P, g, v, E);
-    std::vector<int> hk, terms;
-    for (int c : children_of(g, v)) hk.push_back(vs[c].state.at("h"));
-    int htil = t.sum(hk, H);
-    int gx = t.linear(P.at("W"), nullptr, {x});
-    int gh = t.linear(P.at("U"), &P.at("U.b"), {htil});
-    for (int c : children_of(g, v)) {
-      if (!forget_gates) {
-        terms.push_back(vs[c].state.at("c"));
-        continue;
-      }
-      int f = t.sigmoid(
-          t.add(part(t, gx, 3, H), t.linear(P.at("Uf"), &P.at("Uf.b"), {vs[c].state.at("h")})));
-      terms.push_back(t.mul(f, vs[c].state.at("c")));
-    }
-    int i = t.sigmoid(t.add(part(t, gx, 0, H), part(t, gh, 0, H)));
-    int o = t.sigmoid(t.add(part(t, gx, 1, H), part(t, gh, 1, H)));
-    int u = t.tanh(t.add(part(t, gx, 2, H), part(t, gh, 2, H)));
-    terms.push_back(t.mul(i, u));
-    int c = t.sum(terms, H);
-    int h = t.mul(o, t.tanh(c));
-    vs[v].state = {{"h", h}, {"c", c}};
-    vs[v].out = {{"h", h}};
-  };
+  m.reference = child_sum_reference(E, H, forget_gates);
   return m;
 }
 
