@@ -6,7 +6,11 @@
 // same for both and left out). Checks first that the two give the same
 // gradient. Rounds alternate between the two; the fastest round is kept.
 //   bench_pairs [--data DIR] [--embed 300] [--hidden 150] [--batch 25]
-//               [--seconds 3] [--threads 1]
+//               [--seconds 3] [--threads 1] [--dump DIR]
+// --dump DIR writes the initial parameters, the first batch's loss and
+// gradients and the vocabulary (DIR/params.safetensors, grads.safetensors,
+// vocab.txt, batch.json) for the PyTorch peer's same-function check
+// (benchmarks/peers/torch_pairs.py), and exits.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -19,8 +23,13 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
 #include "benchmarks/bench_util.h"
 #include "common/error.h"
+#include "memory/safetensors.h"
 #include "models/model.h"
 #include "models/train_task.h"
 
@@ -50,12 +59,14 @@ int main(int argc, char** argv) try {
   std::string data = "../shared/data/sick";
   int embed = 300, hidden = 150, batch = 25, threads = 1;
   double seconds = 3;
+  std::string dump;
   app.add_option("--data", data, "the SICK layout's directory (train/ is read)")->capture_default_str();
   app.add_option("--embed", embed)->capture_default_str();
   app.add_option("--hidden", hidden)->capture_default_str();
   app.add_option("--batch", batch)->capture_default_str();
   app.add_option("--seconds", seconds, "per mode")->capture_default_str();
   app.add_option("--threads", threads)->capture_default_str();
+  app.add_option("--dump", dump, "write the first batch's reference for the peer and exit");
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);
 
@@ -97,6 +108,36 @@ int main(int argc, char** argv) try {
   if (!(rel < 1e-4)) {
     fmt::print(stderr, "bench_pairs: the two gradients differ ({:.2e}); not timing\n", rel);
     return 1;
+  }
+
+  if (!dump.empty()) {
+    std::filesystem::create_directories(dump);
+    auto& ps = m.params();
+    std::vector<memory::TensorData> params, grad_tensors;
+    for (int i = 0; i < ps.size(); ++i) {
+      memory::TensorData t;
+      t.name = ps.spec(i).name;
+      for (int d : ps.spec(i).shape) t.shape.push_back(d);
+      t.data = ps.get_host(i);
+      params.push_back(t);
+      t.data.assign(g1.begin() + ps.offset(i), g1.begin() + ps.offset(i) + ps.numel(i));
+      grad_tensors.push_back(std::move(t));
+    }
+    memory::save_safetensors(dump + "/params.safetensors", params, {});
+    memory::save_safetensors(dump + "/grads.safetensors", grad_tensors, {});
+    vocab.save(dump + "/vocab.txt");
+    m.params().zero_grads();
+    const float scale = 1.0f / static_cast<float>(batches[0].size());
+    const double loss_sum = m.train(m.batch(batches[0]), scale);
+    nlohmann::json j;
+    j["loss"] = loss_sum * scale;
+    j["pairs"] = batches[0].size();
+    j["embed"] = embed;
+    j["hidden"] = hidden;
+    j["data"] = data;
+    std::ofstream(dump + "/batch.json") << j.dump(1) << "\n";
+    fmt::print("bench_pairs: the first batch's reference in {}\n", dump);
+    return 0;
   }
 
   double best[2] = {1e300, 1e300};

@@ -49,14 +49,14 @@ int root_of(const Graph& g);
 // One example: a graph and, when the model reads them, its dense per-vertex
 // rows and its regression targets.
 struct Example {
-  Graph graph;
+  Graph graph;  // the example's (first) graph
   // Further graphs of the same example (a sentence pair: one more), for a
   // model with a join head (models/join_head.h): they are batched with every
   // other graph of the batch, and the head reads one vertex of each graph,
   // its root or join_at[i] of graph i (graph 0 is `graph`, graph i + 1 is
   // more[i]).
   std::vector<Graph> more;
-  std::vector<int> join_at;
+  std::vector<int> join_at;  // [num_graphs()] the vertex the head reads; empty or -1: the root
   // [n * features] row v is vertex v's dense input (the model's "x" pull);
   // with `more`, the rows of `graph` first, then those of more[0], ...
   std::vector<float> features;
@@ -67,8 +67,9 @@ struct Example {
   // the classes (softmax; e.g. models::score_distribution) or the values
   // (squared error).
   std::vector<float> target;
-  // The number of graphs (1 + more.size()) and of vertices in all of them.
+  // The number of graphs (1 + more.size()).
   int num_graphs() const { return 1 + static_cast<int>(more.size()); }
+  // The number of vertices in all of them.
   int num_vertices() const;
 };
 
