@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "tests/error_of.h"
 #include "models/graphs.h"
 #include "models/model.h"
 #include "models/sentiment_model.h"
@@ -27,14 +28,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testutil::error_of;
 
 Graph by_hand(const std::vector<std::vector<int>>& kids) {
   Graph g;

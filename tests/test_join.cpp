@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "tests/error_of.h"
 #include "models/cells.h"
 #include "models/join_head.h"
 #include "models/model.h"
@@ -260,14 +261,7 @@ TEST(Join, SavedAndLoadedModelsPredictTheSame) {
   for (size_t k = 0; k < a.size(); ++k) EXPECT_EQ(a[k], b[k]);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testutil::error_of;
 
 TEST(Join, MalformedExamplesAreNamed) {
   Model m("child-sum-lstm", "similarity", small_config());
