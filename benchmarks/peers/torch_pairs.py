@@ -129,8 +129,8 @@ class PairModel:
             u = torch.tanh(g[:, 2 * H:3 * H] + gh[:, 2 * H:])
             c = i * u + fc
             h = o * torch.tanh(c)
-            h_all = h_all.index_copy(0, torch.arange(s, e), h)
-            c_all = c_all.index_copy(0, torch.arange(s, e), c)
+            h_all[s:e] = h  # in place, as torch_level.py (index_select saves no input)
+            c_all[s:e] = c
         r = h_all.index_select(0, batch.roots).view(-1, 2, H)
         hl, hr = r[:, 0], r[:, 1]
         hs = torch.sigmoid(torch.addmm(P["sim.W.b"], torch.cat([hl * hr, (hl - hr).abs()], 1),
