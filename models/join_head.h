@@ -23,6 +23,7 @@ vertex::VertexFunction similarity_head(int hidden, int sim_hidden, int classes);
 // Registry: "similarity" (similarity_head with sim_hidden 50, Tai et al.'s
 // setting). Throws copse::Error listing the valid names for an unknown one.
 std::vector<std::string> join_head_names();
+// The join head `name` for cells of width `hidden` and `classes` outputs.
 vertex::VertexFunction make_join_head(const std::string& name, int hidden, int classes);
 
 // The sparse target distribution of Tai et al. for a score y in [1, classes]:

@@ -21,12 +21,13 @@ namespace copse::models {
 // target (squared error).
 enum class HeadLoss { Softmax, Squared };
 
+// The model around a cell: inputs, widths, the head, the runtime's paths.
 struct SentimentConfig {
   int vocab = 0;     // rows of the embedding table "embed" (the cell pulls "word"); 0: none
   int embed = 300;   // width of an embedding row
   int hidden = 150;  // width of the cell's push "h"
   int classes = 5;   // the head's width: classes (softmax) or the target width (squared)
-  HeadLoss loss = HeadLoss::Softmax;
+  HeadLoss loss = HeadLoss::Softmax;  // the head's loss
   // true: the head is a linear layer out.W [classes, hidden], out.b on "h".
   // false: the cell computes the head itself and pushes "y" [classes].
   bool head_linear = true;
@@ -38,40 +39,44 @@ struct SentimentConfig {
   // (models/join_head.h); `classes` is then the join head's width, and
   // head_linear is not read.
   int arity = 1;
-  bool fuse = true;
+  bool fuse = true;           // vertex::CompileOptions::fuse
   bool strided_views = true;  // vertex::CompileOptions::strided_views
   bool dedup_pulls = true;    // scheduler::ExecOptions::dedup_pulls
-  bool profile = false;
+  bool profile = false;       // scheduler::ExecOptions::profile
 };
 
 // Root accuracy counters, summed over batches.
 struct EvalCounts {
-  long trees = 0;
-  long fine_correct = 0;
+  long trees = 0;         // labelled roots
+  long fine_correct = 0;  // roots whose argmax is their label
   long binary_trees = 0;  // roots whose label is not neutral (2)
-  long binary_correct = 0;
+  long binary_correct = 0;  // of those, positive iff p(3)+p(4) > p(0)+p(1) was right
   double loss = 0;        // summed over labelled vertices
-  long vertices = 0;
+  long vertices = 0;      // labelled vertices (the loss's count)
+  // Root accuracy over all classes.
   double fine() const { return trees ? double(fine_correct) / trees : 0.0; }
+  // Root accuracy on the non-neutral roots, positive vs negative.
   double binary() const { return binary_trees ? double(binary_correct) / binary_trees : 0.0; }
 };
 
 // What a batch carries besides its graphs (host memory, row-major).
 struct BatchData {
   const float* features = nullptr;  // [feature_rows, features], read by input id
-  int feature_rows = 0;
+  int feature_rows = 0;             // rows of `features`
   const float* targets = nullptr;   // [N, classes] in the batch's row order; NaN: no target
 };
 
 // Per-entry squared error at the vertices with targets (HeadLoss::Squared).
 struct SquaredCounts {
   double sum = 0;     // sum over entries of (prediction - target)^2
-  long entries = 0;
+  long entries = 0;  // target entries summed over
 };
 
 template <typename T>
 class JoinRunner;
 
+// Embeddings (or dense rows) -> the cell over every vertex of a batch -> a
+// head: the runtime of copse::Model, for one backend and element type.
 template <typename T>
 class SentimentModel {
  public:
@@ -84,10 +89,15 @@ class SentimentModel {
                  ops::Backend<T>& backend, const vertex::VertexFunction* join_head = nullptr);
   ~SentimentModel();
 
+  // Every parameter: embeddings, cell, head.
   memory::ParamStore<T>& params() { return params_; }
+  // The cell's compiled plan.
   const vertex::ExecPlan& plan() const { return plan_; }
+  // The configuration it was built with.
   const SentimentConfig& config() const { return cfg_; }
+  // The activations' arena (reset at every batch).
   memory::Arena<T>& arena() { return arena_; }
+  // The cell's training executor (its statistics, for benchmarks).
   scheduler::Executor<T>& train_executor() { return *train_exec_; }
 
   // Forward, loss and backward over one batch: parameter gradients are ADDED
@@ -114,11 +124,13 @@ class SentimentModel {
   double evaluate_tuples(const scheduler::GraphBatch& batch, const std::vector<int>& rows,
                          const float* targets, std::vector<T>* outputs = nullptr,
                          const BatchData& data = {});
+  // Whether the model has a join head (examples of several graphs).
   bool joins() const { return join_ != nullptr; }
 
   // The head's output [N, classes] of the last batch (backend memory), rows
   // logits_ld() apart: logits (softmax) or predictions (squared).
   const T* logits() const { return logits_; }
+  // The row stride of logits().
   long logits_ld() const { return logits_ld_; }
 
  private:
