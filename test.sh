@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite; non-zero exit on any failure.
 #   ./test.sh [CTEST ARGS]             build/, ctest, the installed package
-#                                      (scripts/check_install.sh), then a short
+#                                      (scripts/check_install.sh), the API
+#                                      reference (scripts/doxygen.sh --check),
+#                                      then a short
 #                                      fuzz smoke of tests/fuzz/ (when clang++
 #                                      is there)
 #   ./test.sh --sanitize [CTEST ARGS]  build-asan/: the test suite built with
@@ -27,6 +29,8 @@ status=0
 # Installs that build into a temporary prefix and builds a project against it
 # alone (examples/consumer_smoke); nothing of copse is recompiled.
 "$root/scripts/check_install.sh" "${COPSE_BUILD_DIR:-$root/build}" || status=1
+# The API reference: every declaration of the public headers has a comment.
+"$root/scripts/doxygen.sh" --check "${COPSE_BUILD_DIR:-$root/build}/api" || status=1
 
 if command -v clang++ >/dev/null; then
   "$root/scripts/fuzz.sh" --runs "${COPSE_FUZZ_SMOKE_RUNS:-5000}" || status=1

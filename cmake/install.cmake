@@ -16,6 +16,7 @@ set(COPSE_PUBLIC_HEADERS
   scheduler/graph.h scheduler/graph_batch.h scheduler/executor.h
   memory/arena.h memory/optimizer.h memory/param_store.h memory/safetensors.h
   ops/backend.h ops/cpu_backend.h ops/device.h ops/fused_program.h
+  models/graphs.h models/model.h models/trainer.h models/join_head.h
   models/cells.h models/tree_lstm.h models/sentiment_model.h models/embeddings.h
   models/vocab.h models/ptb_reader.h models/conllu_reader.h models/sequence_reader.h
   models/graph_json.h models/dag_generator.h models/synthetic_treebank.h models/train.h)

@@ -12,9 +12,11 @@ namespace copse {
 // says where ("file:line:col", the vertex, the op) and what is wrong.
 class Error : public std::runtime_error {
  public:
+  // Carries `what` as the message (what()).
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// Throws Error with the fmt-formatted message.
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));
@@ -23,6 +25,7 @@ template <typename... Args>
 // Internal invariant violated: a bug in copse, not in the user's input.
 class InternalError : public std::logic_error {
  public:
+  // Carries `what` as the message.
   explicit InternalError(const std::string& what) : std::logic_error(what) {}
 };
 

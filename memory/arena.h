@@ -17,8 +17,11 @@ namespace copse::memory {
 template <typename T>
 class Arena {
  public:
+  // Every block's alignment, in bytes.
   static constexpr std::size_t kAlignment = 64;
 
+  // An arena over `backend`'s memory; the first chunk is allocated on first use
+  // with at least `initial_bytes`.
   explicit Arena(ops::Backend<T>& backend, std::size_t initial_bytes = std::size_t(1) << 20);
   ~Arena();
   Arena(const Arena&) = delete;
@@ -27,13 +30,19 @@ class Arena {
   // count elements, 64-byte aligned, contents undefined; nullptr for count 0.
   // Valid until the next reset().
   T* alloc(std::size_t count);
+  // Frees every block (logically) and merges the chunks (see above).
   void reset();
 
-  std::size_t bytes_in_use() const { return in_use_; }  // since the last reset, padded blocks
-  std::size_t peak_bytes() const { return peak_; }      // max bytes_in_use over the arena's life
-  std::size_t last_batch_bytes() const { return last_batch_; }  // bytes_in_use at the last reset
+  // Bytes in use since the last reset (padded blocks).
+  std::size_t bytes_in_use() const { return in_use_; }
+  // The most bytes_in_use over the arena's life.
+  std::size_t peak_bytes() const { return peak_; }
+  // bytes_in_use at the last reset.
+  std::size_t last_batch_bytes() const { return last_batch_; }
   std::size_t capacity_bytes() const;                           // sum of chunk sizes
-  long num_system_allocations() const { return system_allocations_; }  // backend.allocate calls
+  // backend.allocate calls so far.
+  long num_system_allocations() const { return system_allocations_; }
+  // Chunks held now.
   int num_chunks() const { return static_cast<int>(chunks_.size()); }
 
  private:

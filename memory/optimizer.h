@@ -11,8 +11,10 @@ namespace copse::memory {
 // momentum 0 (plain SGD); Adam betas 0.9 / 0.999; eps 1e-8, shared by Adam
 // (added to sqrt(v_hat)) and Adagrad (added to sqrt(h)); no L2; no clipping.
 struct OptimizerConfig {
-  enum Kind { Sgd, Adagrad, Adam } kind = Sgd;
-  float lr = 0.01f;
+  // The update rule.
+  enum Kind { Sgd, Adagrad, Adam };
+  Kind kind = Sgd;  // the update rule
+  float lr = 0.01f;  // learning rate
   float momentum = 0.f;   // SGD only; 0 = plain SGD
   float beta1 = 0.9f;     // Adam
   float beta2 = 0.999f;   // Adam
@@ -28,9 +30,11 @@ struct OptimizerConfig {
 // state value was negative, or -0), merged over calls. `known` is false when
 // a backend does not track them (CUDA).
 struct WrittenBounds {
-  bool known = true;
-  double p_max = 0, s_max[2] = {0, 0};
-  bool s_neg[2] = {false, false};
+  bool known = true;  // false: no bounds (the backend does not track them)
+  double p_max = 0;  // the largest |parameter| written
+  double s_max[2] = {0, 0};  // the largest |value| written to each state slot
+  bool s_neg[2] = {false, false};  // whether a slot got a negative value (or -0)
+  // Merges the bounds of one more update.
   void widen(double p, double s0, double s1, bool neg0, bool neg1) {
     p_max = std::max(p_max, p);
     s_max[0] = std::max(s_max[0], s0);
@@ -38,6 +42,7 @@ struct WrittenBounds {
     s_neg[0] = s_neg[0] || neg0;
     s_neg[1] = s_neg[1] || neg1;
   }
+  // Merges another set of bounds (unknown if either is).
   void widen(const WrittenBounds& o) {
     known = known && o.known;
     widen(o.p_max, o.s_max[0], o.s_max[1], o.s_neg[0], o.s_neg[1]);
@@ -58,6 +63,7 @@ bool update_stays_finite(const OptimizerConfig& c, long t, const WrittenBounds& 
 // "sgd", "adagrad", "adam" (case-insensitive); anything else throws a
 // copse::Error that lists the valid names.
 OptimizerConfig::Kind parse_optimizer_kind(const std::string& name);
+// The name parse_optimizer_kind() reads ("sgd", "adagrad", "adam").
 const char* optimizer_kind_name(OptimizerConfig::Kind kind);
 
 }  // namespace copse::memory

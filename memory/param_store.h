@@ -12,6 +12,7 @@
 
 namespace copse::memory {
 
+// How ParamStore::init fills a parameter.
 enum class Init {
   Zeros,
   Uniform,  // U[-scale, scale]
@@ -21,11 +22,13 @@ enum class Init {
             // fan_in = the product of the rest
 };
 
+// A parameter: its name, shape, initialisation and whether it is an
+// embedding table updated by rows.
 struct ParamSpec {
-  std::string name;
+  std::string name;  // unique in the store; gradients and files use it
   std::vector<int> shape;  // empty = scalar
-  Init init = Init::Xavier;
-  float scale = 0.f;
+  Init init = Init::Xavier;  // see Init
+  float scale = 0.f;  // Init's scale (Uniform, Normal, Xavier's gain)
   bool sparse_rows = false;  // embedding table [rows, ...]: only touched rows get updates
 };
 
@@ -39,6 +42,7 @@ template <typename T>
 class GradSync {
  public:
   virtual ~GradSync() = default;
+  // Makes the store's gradients the sum over workers (in place).
   virtual void sync(ParamStore<T>& store) = 0;
 };
 
@@ -52,8 +56,10 @@ class GradSync {
 template <typename T>
 class ParamStore {
  public:
+  // Every parameter's offset is a multiple of this many elements.
   static constexpr std::size_t kAlignElements = 16;
 
+  // An empty store in `backend`'s memory: add() parameters, then finalize().
   explicit ParamStore(ops::Backend<T>& backend);
   ~ParamStore();
   ParamStore(const ParamStore&) = delete;
@@ -63,33 +69,51 @@ class ParamStore {
   int find(const std::string& name) const;  // -1 if absent
   int id(const std::string& name) const;    // throws, naming close and known names
   void finalize();                          // allocates; params and grads start at zero
+  // Whether finalize() has run.
   bool finalized() const { return finalized_; }
 
+  // The number of parameters (ids 0 .. size() - 1, in add order).
   int size() const { return static_cast<int>(specs_.size()); }
+  // The spec parameter `id` was added with.
   const ParamSpec& spec(int id) const;
+  // Its number of elements (the product of the shape).
   std::size_t numel(int id) const;
   std::size_t offset(int id) const;  // elements from params_flat() (same for grads_flat())
   int rows(int id) const;            // shape[0] (1 for a scalar)
   int row_width(int id) const;       // numel / rows
 
+  // Its values (backend memory, numel(id) elements, row-major).
   T* param(int id);
+  // The same, read-only.
   const T* param(int id) const;
+  // Its gradient (backend memory, laid out as param(id)).
   T* grad(int id);
+  // The same, read-only.
   const T* grad(int id) const;
+  // The backend whose memory holds every buffer.
   ops::Backend<T>& backend() { return backend_; }
+  // Every parameter in one buffer [total_elements()] (see the layout above).
   T* params_flat() { return params_; }
+  // Every gradient in one buffer, laid out as params_flat().
   T* grads_flat() { return grads_; }
-  std::size_t total_elements() const { return total_; }  // includes alignment padding
-  std::size_t dense_elements() const { return dense_; }  // dense params: [0, dense_elements())
+  // Elements of each flat buffer, alignment padding included.
+  std::size_t total_elements() const { return total_; }
+  // Elements of the dense parameters: [0, dense_elements()) of each flat buffer.
+  std::size_t dense_elements() const { return dense_; }
 
   // Deterministic from seed: each parameter draws from its own std::mt19937_64
   // seeded by (seed, name), so adding a parameter does not change the others.
   void init(std::uint64_t seed);
 
   void set_optimizer(const OptimizerConfig& cfg);  // (re)allocates zeroed optimizer state
+  // The optimizer set by set_optimizer().
   const OptimizerConfig& optimizer() const { return cfg_; }
+  // Whether set_optimizer() has been called.
+  bool has_optimizer() const { return has_optimizer_; }
+  // Changes the optimizer's learning rate (its state is kept).
   void set_learning_rate(float lr);
-  void set_grad_sync(GradSync<T>* sync) { sync_ = sync; }  // not owned; nullptr = none
+  // The exchange prepare_step() calls first (not owned; nullptr: none).
+  void set_grad_sync(GradSync<T>* sync) { sync_ = sync; }
 
   // Records rows of a sparse_rows param that received gradient this step
   // (duplicates fine; out-of-range rows throw).
@@ -134,23 +158,30 @@ class ParamStore {
   // How many prepare_step() calls ran the element-wise check (the rest were
   // proven finite by the bounds).
   long elementwise_checks() const { return elementwise_checks_; }
+  // The second half of a step: the update (see prepare_step).
   void apply_step();
+  // The second half of a step: no update (see prepare_step).
   void discard_step();
   // prepare_step() and apply_step(); throws copse::Error naming the
   // parameter when the update is not finite (having written nothing).
   void step();
+  // Optimizer steps applied so far (apply_step / step).
   long step_count() const { return step_count_; }
 
   // Checkpoint copies; set_host checks the size.
   std::vector<float> get_host(int id) const;
+  // Sets parameter `id` from host values (numel(id) of them).
   void set_host(int id, const std::vector<float>& values);
 
   // Training state for checkpoints: the flat parameter buffer and each flat
   // optimizer-state slot ([total_elements()] each), and the step counters.
   int optimizer_state_slots() const { return state_slots_; }
   std::vector<T> get_flat_host(int which) const;  // which: -1 params, k >= 0 state slot k
+  // Sets what get_flat_host(which) returns (the same size).
   void set_flat_host(int which, const std::vector<T>& values);
+  // Updates since the last set_optimizer() (the t of the rule's bias correction).
   long optimizer_steps() const { return optimizer_steps_; }
+  // Restores both counters (from a checkpoint).
   void set_step_counts(long step_count, long optimizer_steps);
 
  private:

@@ -9,8 +9,9 @@
 
 namespace copse::memory {
 
+// One tensor of a safetensors file, as float32 on the host.
 struct TensorData {
-  std::string name;
+  std::string name;            // unique in the file
   std::vector<int64_t> shape;  // [] is a scalar (one value)
   std::vector<float> data;     // [prod(shape)] row-major
 };

@@ -33,6 +33,7 @@ namespace copse::models {
 // first line, COL 1), an empty file.
 std::vector<LabeledTree> parse_conllu(std::string_view text, const std::string& file,
                                       int num_labels = 5);
+// The same over a file ("PATH: cannot open: ..." when unreadable).
 std::vector<LabeledTree> read_conllu_file(const std::string& path, int num_labels = 5);
 
 // SICK / Tai et al. layout: line k of `toks_path` holds the words of sentence k
@@ -45,6 +46,7 @@ std::vector<LabeledTree> read_conllu_file(const std::string& path, int num_label
 LabeledTree parse_parents_line(std::string_view toks, std::string_view parents,
                                const std::string& toks_file, const std::string& parents_file,
                                int line_no);
+// Every line of the two files, as above (they must have as many lines).
 std::vector<LabeledTree> read_parents_files(const std::string& toks_path,
                                             const std::string& parents_path);
 

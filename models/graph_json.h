@@ -14,8 +14,8 @@ namespace copse::models {
 // node's "label" (-1 when absent); a parent's children are in the order of
 // the edges naming it. graph.name is "FILE:LINE".
 struct FeatureGraph {
-  scheduler::Graph graph;
-  int width = 0;
+  scheduler::Graph graph;  // structure, labels, inputs as above
+  int width = 0;           // features per vertex
   std::vector<float> feat;  // [n, width]
 };
 
@@ -36,6 +36,7 @@ std::vector<FeatureGraph> read_graph_jsonl(const std::string& path, int feat_wid
 
 // The graph as one line of JSON (no newline): the inverse of parse_graph_json.
 std::string to_graph_json(const FeatureGraph& g);
+// Writes the graphs as JSONL, one to_graph_json line each.
 void write_graph_jsonl(const std::string& path, const std::vector<FeatureGraph>& graphs);
 
 // Stacks the features of all graphs into one table [sum n, width] and

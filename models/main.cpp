@@ -1,4 +1,4 @@
-// The copse command-line tool: `copse train`, `copse eval`. With
+// The copse command-line tool: `copse train`, `copse eval`, `copse synth`. With
 // `--transport mpi|nccl` it is one rank of an MPI job: it initialises MPI,
 // and on an error ends the whole job (MPI_Abort) so that no rank waits on.
 #include <csignal>
@@ -20,11 +20,12 @@
 namespace {
 
 // Runs the parsed subcommand; returns the exit status, errors printed.
-int run(CLI::App* train, CLI::App* eval, const copse::models::TrainOptions& t,
-        const copse::models::EvalOptions& e) {
+int run(CLI::App* train, CLI::App* eval, CLI::App* synth, const copse::models::TrainOptions& t,
+        const copse::models::EvalOptions& e, const copse::models::SynthOptions& s) {
   try {
     if (*train) return copse::models::run_train(t);
     if (*eval) return copse::models::run_eval(e);
+    if (*synth) return copse::models::run_synth(s);
   } catch (const copse::Error& err) {
     fmt::print(stderr, "copse: error: {}\n", err.what());
     return 2;
@@ -49,7 +50,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   copse::models::TrainOptions t;
   auto* train = app.add_subcommand("train", "train a Tree-LSTM (SST if --data, else synthetic)");
-  train->add_option("--data", t.data_dir, "directory with train.txt, dev.txt, test.txt (PTB trees)");
+  train->add_option("--task", t.task,
+                    "sentiment (PTB trees) | relatedness (pairs of dependency trees, SICK layout)")
+      ->capture_default_str();
+  train->add_option("--data", t.data_dir,
+                    "sentiment: directory with train.txt, dev.txt, test.txt (PTB trees); "
+                    "relatedness: directory with train/, dev/, test/ in the SICK layout");
   train->add_option("--model", t.model,
                     "tree-lstm | child-sum-lstm | tree-gru | tree-fc | dag-gated (over the trees); "
                     "lstm | gru | lstm2 (over the sentences)")
@@ -97,11 +103,21 @@ int main(int argc, char** argv) {
                     "ahead of the slowest worker")
       ->capture_default_str();
   copse::models::EvalOptions e;
-  auto* eval = app.add_subcommand("eval", "root accuracy of a saved model on a PTB file");
+  auto* eval = app.add_subcommand(
+      "eval", "root accuracy of a saved model on a PTB file (a pair model: Pearson r, Spearman "
+              "rho and MSE on a SICK split's directory)");
   eval->add_option("--model", e.model, "model.safetensors")->required();
-  eval->add_option("--data", e.data, "PTB file")->required();
+  eval->add_option("--data", e.data, "PTB file, or a SICK split's directory")->required();
   eval->add_option("--threads", e.threads, "threads")->capture_default_str();
   eval->add_option("--device", e.device, "cpu | cuda | auto")->capture_default_str();
+  copse::models::SynthOptions s;
+  auto* synth = app.add_subcommand(
+      "synth", "write the built-in synthetic treebank as PTB files (train/dev/test.txt)");
+  synth->add_option("--out", s.out, "output directory")->required();
+  synth->add_option("--seed", s.seed, "random seed")->capture_default_str();
+  synth->add_option("--train", s.train, "training trees")->capture_default_str();
+  synth->add_option("--dev", s.dev, "development trees")->capture_default_str();
+  synth->add_option("--test", s.test, "test trees")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
@@ -116,7 +132,7 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "copse: error: MPI_Init_thread failed\n");
       return 2;
     }
-    int rc = run(train, eval, t, e);
+    int rc = run(train, eval, synth, t, e, s);
     // A rank that failed ends the job: the others may wait in a collective.
     if (rc != 0) MPI_Abort(MPI_COMM_WORLD, rc);
     MPI_Finalize();
@@ -125,5 +141,5 @@ int main(int argc, char** argv) {
 #else
   static_cast<void>(use_mpi);  // run_train says that MPI is not built in
 #endif
-  return run(train, eval, t, e);
+  return run(train, eval, synth, t, e, s);
 }

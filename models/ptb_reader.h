@@ -15,11 +15,13 @@ namespace copse::models {
 // is -1 everywhere (Vocab::assign_inputs fills the leaves) and graph.name is
 // "FILE:LINE".
 struct LabeledTree {
-  scheduler::Graph graph;
+  scheduler::Graph graph;  // structure, labels (inputs once a Vocab assigns them)
   std::vector<std::string> token;  // [n] leaf word, empty for internal vertices
   int root = -1;                   // == n-1
 
+  // n, as graph.num_vertices().
   int num_vertices() const { return graph.num_vertices(); }
+  // Whether vertex v has no children (a word).
   bool is_leaf(int v) const { return graph.num_children(v) == 0; }
 };
 

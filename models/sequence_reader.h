@@ -33,12 +33,14 @@ std::vector<LabeledTree> read_sequence_file(const std::string& path, int num_lab
 // The leaves of a PTB tree, left to right, as a chain labelled with the root's
 // label on its last vertex (the SST sequence baseline).
 LabeledTree ptb_to_chain(const LabeledTree& tree);
+// A PTB file's trees as such chains.
 std::vector<LabeledTree> read_ptb_as_chains(const std::string& path, int num_labels = 5);
 
 // For graphs where every vertex carries a word (chains, dependency trees):
 // the vocabulary of all tokens (same order as Vocab::build: count, then bytes)
 // and input[v] = lookup(token[v]) for every vertex with a token.
 Vocab build_vocab_all_tokens(const std::vector<LabeledTree>& trees, int min_count = 1);
+// input[v] = vocab.lookup(token[v]) for every vertex with a token (-1 otherwise).
 void assign_all_inputs(const Vocab& vocab, LabeledTree& tree);
 
 // Whole file as bytes; "PATH: cannot open: <strerror>" on failure.

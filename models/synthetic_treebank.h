@@ -29,9 +29,10 @@ namespace copse::models {
 // Hence "(not good) (bad)" is 1 but "not (good bad)" is 2: same words.
 const std::vector<std::string>& synthetic_words();
 
+// How the synthetic sentences are drawn.
 struct SyntheticOptions {
   int min_length = 4;  // words per sentence, uniform in [min_length, max_length]
-  int max_length = 20;
+  int max_length = 20;  // (see min_length)
   // Draw each tree's root class uniformly first and resample the sentence
   // until it matches, so the five root classes are (nearly) equally frequent.
   bool balance_root_classes = true;
@@ -49,8 +50,11 @@ std::vector<LabeledTree> make_synthetic_treebank(int n, uint64_t seed,
 // vertex order that is not children-before-parents.
 void label_synthetic_tree(LabeledTree& tree);
 
+// The three splits of one synthetic stream.
 struct TreebankSplits {
-  std::vector<LabeledTree> train, dev, test;
+  std::vector<LabeledTree> train;  // the first num_train trees
+  std::vector<LabeledTree> dev;    // the next num_dev
+  std::vector<LabeledTree> test;   // the last num_test
 };
 
 // One stream of num_train + num_dev + num_test trees from `seed`, cut in that

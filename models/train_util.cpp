@@ -64,50 +64,9 @@ void prepare_inputs(const std::string& model, std::vector<LabeledTree>& trees, V
   }
 }
 
-std::vector<GraphBatch> make_batches(const std::vector<LabeledTree>& trees, int batch) {
-  std::vector<GraphBatch> out;
-  std::vector<const scheduler::Graph*> g;
-  for (size_t i = 0; i < trees.size(); i += batch) {
-    g.clear();
-    for (size_t j = i; j < std::min(trees.size(), i + batch); ++j) g.push_back(&trees[j].graph);
-    out.push_back(scheduler::make_batch(g));
-  }
-  return out;
-}
-
-EvalCounts evaluate(SentimentModel<float>& m, const std::vector<GraphBatch>& batches) {
-  EvalCounts c;
-  for (const auto& b : batches) m.evaluate_batch(b, c);
-  return c;
-}
-
-void save_model(const std::string& path, SentimentModel<float>& m, const Vocab& vocab,
-                const std::map<std::string, std::string>& extra) {
-  auto& ps = m.params();
-  std::vector<memory::TensorData> ts;
-  for (int i = 0; i < ps.size(); ++i) {
-    memory::TensorData t;
-    t.name = ps.spec(i).name;
-    for (int d : ps.spec(i).shape) t.shape.push_back(d);
-    t.data = ps.get_host(i);
-    ts.push_back(std::move(t));
-  }
-  std::map<std::string, std::string> meta = extra;
-  std::string words;
-  for (int i = 0; i < vocab.size(); ++i) {
-    words += vocab.token(i);
-    words += '\n';
-  }
-  meta["copse.vocab"] = words;
-  meta["copse.cell"] = m.plan().fn.name;
-  meta["copse.embed"] = std::to_string(m.config().embed);
-  meta["copse.hidden"] = std::to_string(m.config().hidden);
-  meta["copse.classes"] = std::to_string(m.config().classes);
-  memory::save_safetensors(path, ts, meta);
-}
-
 std::map<std::string, std::string> options_map(const TrainOptions& o) {
-  return {{"data", o.data_dir},
+  return {{"task", o.task},
+          {"data", o.data_dir},
           {"model", o.model},
           {"epochs", std::to_string(o.epochs)},
           {"batch", std::to_string(o.batch)},
@@ -152,7 +111,8 @@ TrainOptions options_from_map(const std::map<std::string, std::string>& m,
   o.seed = std::stoull(get("seed"));
   o.checkpoint_every = std::stol(get("checkpoint_every"));
   o.skip_nonfinite = get("skip_nonfinite") == "1";
-  // Checkpoints written before --max-skipped existed keep the default.
+  // Checkpoints written before --max-skipped or --task existed keep the defaults.
+  if (m.count("task")) o.task = m.at("task");
   if (m.count("max_skipped")) o.max_skipped = std::stoi(m.at("max_skipped"));
   return o;
 }
@@ -166,24 +126,6 @@ void write_lines_atomic(const std::string& path, const std::vector<std::string>&
     if (!f) fail("{}: cannot write", tmp);
   }
   fs::rename(tmp, path);
-}
-
-std::vector<std::vector<const scheduler::Graph*>> shard_batch(
-    const std::vector<const scheduler::Graph*>& g, int workers) {
-  std::vector<int> idx(g.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(),
-                   [&](int a, int b) { return g[a]->num_vertices() > g[b]->num_vertices(); });
-  std::vector<long> load(workers, 0);
-  std::vector<int> owner(g.size());
-  for (int i : idx) {
-    int w = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    owner[i] = w;
-    load[w] += g[i]->num_vertices();
-  }
-  std::vector<std::vector<const scheduler::Graph*>> shards(workers);
-  for (size_t i = 0; i < g.size(); ++i) shards[owner[i]].push_back(g[i]);
-  return shards;
 }
 
 std::string SkipPolicy::last_checkpoint() const {

@@ -36,22 +36,12 @@ bool is_sequence_model(const std::string& model);
 void prepare_inputs(const std::string& model, std::vector<LabeledTree>& trees, Vocab* vocab,
                     bool grow_vocab);
 
-std::vector<scheduler::GraphBatch> make_batches(const std::vector<LabeledTree>& trees, int batch);
-EvalCounts evaluate(SentimentModel<float>& m, const std::vector<scheduler::GraphBatch>& batches);
-// The parameters, the vocabulary and the sizes, for `copse eval`.
-void save_model(const std::string& path, SentimentModel<float>& m, const Vocab& vocab,
-                const std::map<std::string, std::string>& extra);
 
 // The options that define a run, as stored in a checkpoint, and back.
 std::map<std::string, std::string> options_map(const TrainOptions& o);
 TrainOptions options_from_map(const std::map<std::string, std::string>& m, const std::string& path);
 // Replaces `path` with `lines` atomically.
 void write_lines_atomic(const std::string& path, const std::vector<std::string>& lines);
-
-// Splits a batch over workers so each gets a similar number of vertices
-// (largest trees first to the least loaded worker); shards keep batch order.
-std::vector<std::vector<const scheduler::Graph*>> shard_batch(
-    const std::vector<const scheduler::Graph*>& g, int workers);
 
 // What a run does with a batch it cannot learn from (a non-finite loss,
 // gradient or update): without --skip-nonfinite it stops (throws, naming the

@@ -9,10 +9,11 @@
 
 namespace copse::models {
 
+// Words <-> embedding row ids; id 0 is the unknown word.
 class Vocab {
  public:
-  static constexpr int kUnkId = 0;
-  static constexpr const char* kUnkToken = "<unk>";
+  static constexpr int kUnkId = 0;  // the id of unknown words
+  static constexpr const char* kUnkToken = "<unk>";  // the token of id 0
 
   // Just <unk>.
   Vocab();
@@ -26,8 +27,10 @@ class Vocab {
 
   // The word's id, or kUnkId if unknown.
   int lookup(const std::string& token) const;
+  // Whether the word has an id of its own.
   bool contains(const std::string& token) const { return ids_.count(token) > 0; }
 
+  // Ids in use, <unk> included.
   int size() const { return static_cast<int>(tokens_.size()); }
 
   // Throws copse::Error for an id outside [0, size()).
@@ -40,6 +43,7 @@ class Vocab {
   // and a rename. load() rejects a missing "<unk>" first line, empty lines and
   // duplicates ("PATH:LINE:1: what") and tolerates "\r\n" endings.
   void save(const std::string& path) const;
+  // Reads a file written by save() (see there for its errors).
   static Vocab load(const std::string& path);
 
  private:

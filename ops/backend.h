@@ -19,26 +19,31 @@ namespace copse::ops {
 // of a batch of them; see Backend::gather_rows_batched.
 template <typename T>
 struct RowJob {
-  int n = 0, width = 0;
-  const T* src = nullptr;
-  long ld_src = 0;
-  const int* idx = nullptr;
-  T* dst = nullptr;
-  long ld_dst = 0;
+  int n = 0;                 // rows moved
+  int width = 0;             // columns per row
+  const T* src = nullptr;    // source rows (backend memory)
+  long ld_src = 0;           // source row stride
+  const int* idx = nullptr;  // [n] row indices (backend memory), -1: none
+  T* dst = nullptr;          // destination rows
+  long ld_dst = 0;           // destination row stride
 };
 
 // The error of softmax_xent for the lowest row whose label is >= classes;
 // every backend throws this very text.
 std::string softmax_label_error(int row, int label, int classes);
 
+// Where the math runs (ops/cpu_backend.h, the CUDA backend): memory, GEMMs,
+// row movements, fused elementwise programs, the loss and the optimizer.
 template <typename T>
 class Backend {
  public:
   virtual ~Backend() = default;
+  // "cpu", "cuda".
   virtual std::string name() const = 0;
 
   // Memory in this backend's space; alignment at least 64 bytes.
   virtual void* allocate(std::size_t bytes) = 0;
+  // Frees what allocate(bytes) returned.
   virtual void deallocate(void* p, std::size_t bytes) = 0;
   virtual void upload(void* dst, const void* src, std::size_t bytes) = 0;    // host -> backend
   virtual void download(void* dst, const void* src, std::size_t bytes) = 0;  // backend -> host
@@ -72,6 +77,7 @@ class Backend {
       gather_rows(jobs[k].n, jobs[k].width, jobs[k].src, jobs[k].ld_src, jobs[k].idx, jobs[k].dst,
                   jobs[k].ld_dst);
   }
+  // The same for scatter-adds.
   virtual void scatter_add_rows_batched(const RowJob<T>* jobs, int count) {
     for (int k = 0; k < count; ++k)
       scatter_add_rows(jobs[k].n, jobs[k].width, jobs[k].src, jobs[k].ld_src, jobs[k].idx,
@@ -123,7 +129,9 @@ class Backend {
   // The defaults call the whole-row kernels above once per row; backends
   // where a call is expensive (CUDA) do each list in one launch.
   virtual void fill_listed_rows(int n_rows, const int* rows, int width, T value, T* base);
+  // The sum of squares over the listed rows.
   virtual double sum_squares_listed_rows(int n_rows, const int* rows, int width, const T* base);
+  // The listed rows times s.
   virtual void scale_listed_rows(int n_rows, const int* rows, int width, T s, T* base);
 
   // Optimizer updates of ops/optimizer_cpu.h with the rule and hyper-parameters
@@ -135,6 +143,7 @@ class Backend {
   // and so need host_accessible(); other backends override them.
   virtual void optimizer_update(const memory::OptimizerConfig& cfg, long t, std::size_t n, T* p,
                                 const T* g, T* s0, T* s1);
+  // The same over the listed rows.
   virtual void optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
                                      const int* rows, int width, T* p, const T* g, T* s0, T* s1);
 
@@ -147,15 +156,19 @@ class Backend {
   // CUDA the checks are kernels that lower one device word and
   // take_nonfinite() is the one wait.
   struct NonFinite {
-    int tag = -1;
-    long offset = -1;
+    int tag = -1;      // the caller's tag of the check that found it, -1: none
+    long offset = -1;  // the element's offset (see above)
+    // Whether a non-finite value was found.
     bool found() const { return tag >= 0; }
   };
+  // The check of optimizer_update over p[0:n].
   virtual void optimizer_check(const memory::OptimizerConfig& cfg, long t, std::size_t n,
                                const T* p, const T* g, const T* s0, const T* s1, int tag);
+  // The check of optimizer_update_rows.
   virtual void optimizer_check_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
                                     const int* rows, int width, const T* p, const T* g,
                                     const T* s0, const T* s1, int tag);
+  // The smallest (tag, offset) recorded since the last call, and clears it.
   virtual NonFinite take_nonfinite();
   // Bounds on what the optimizer updates since the last call wrote
   // (memory/optimizer.h), and clears them; `known` is false on a backend

@@ -20,6 +20,7 @@ class CpuBackend : public Backend<T> {
   // threads >= 1; 0 means all processors OpenMP reports (omp_get_num_procs).
   explicit CpuBackend(int threads = 1);
 
+  // The math threads it uses.
   int threads() const { return threads_; }
 
   // For tests: makes the executor queue a level's gathers and scatter-adds
@@ -31,9 +32,11 @@ class CpuBackend : public Backend<T> {
   // waking the team would cost more than it saves.
   static constexpr std::size_t kParallelMinWork = 16384;
 
+  // "cpu".
   std::string name() const override;
 
   void* allocate(std::size_t bytes) override;
+  // Frees what allocate() returned.
   void deallocate(void* p, std::size_t bytes) override;
   void upload(void* dst, const void* src, std::size_t bytes) override;
   void download(void* dst, const void* src, std::size_t bytes) override;

@@ -12,6 +12,7 @@
 
 namespace copse::ops {
 
+// Which backend make_backend() builds, and its settings.
 struct DeviceOptions {
   std::string device = "cpu";    // cpu | cuda | auto
   int threads = 1;               // CPU math threads
@@ -23,9 +24,9 @@ struct DeviceOptions {
 // A backend of devices: how many are usable, one line about device i (or
 // why there is none), and a backend on one.
 struct BackendProvider {
-  std::function<int()> device_count;
-  std::function<std::string(int)> describe;
-  std::function<std::unique_ptr<Backend<float>>(const DeviceOptions&)> make;
+  std::function<int()> device_count;         // usable devices (0 on any error)
+  std::function<std::string(int)> describe;  // one line about device i, or why there is none
+  std::function<std::unique_ptr<Backend<float>>(const DeviceOptions&)> make;  // a backend on one
 };
 // Registers `provider` under `name` (before main, from a static object);
 // throws InternalError for a name registered twice.
@@ -45,6 +46,7 @@ std::string gpu_description(int gpu = 0);
 // name, for "cuda" without the CUDA backend or without a usable GPU.
 std::string resolve_device(const std::string& device);
 
+// The backend opts.device names (resolved as resolve_device does).
 std::unique_ptr<Backend<float>> make_backend(const DeviceOptions& opts);
 
 }  // namespace copse::ops

@@ -19,6 +19,7 @@
 
 namespace copse::scheduler {
 
+// What an Executor does besides the forward pass, and its optional paths.
 struct ExecOptions {
   bool training = true;  // keep gradient buffers and allow backward()
   bool profile = false;  // time each kind of step (adds a clock read per step)
@@ -36,38 +37,48 @@ struct ExecOptions {
   bool zero_views = true;
 };
 
+// Counters of the work an Executor did since reset_stats() (summed over
+// batches).
 struct ExecStats {
-  long batches = 0;
-  long levels = 0;
-  long gemm_calls = 0;
-  long fused_calls = 0;
+  long batches = 0;  // forward() calls
+  long levels = 0;  // levels run, forward
+  long gemm_calls = 0;  // backend GEMM calls
+  long fused_calls = 0;  // fused elementwise program calls
   long gather_calls = 0;   // gathers, scatters, segment sums, copies
-  long fill_calls = 0;
+  long fill_calls = 0;  // buffer fills (zeros)
   long zero_skipped = 0;   // GEMMs skipped because their inputs were all zero on a level
   long zero_views = 0;     // zero fills left out: readers got a broadcast zero row
   long row_job_batches = 0;  // batched gather / scatter-add calls (Backend::batch_row_jobs)
   long uploads = 0;        // batch index uploads (backends without host-visible memory)
-  double upload_bytes = 0;
+  double upload_bytes = 0;  // bytes of those uploads
   // Strided path (vertex::Step::strided_view): gathers served on a level by a
   // view of the children's rows (no copy), their backward scatter-adds that
   // the consumers' direct accumulation made unnecessary, and gathers run once
   // over all rows after all so that a lazy weight gradient has its operand.
   long strided_views = 0;
-  long strided_grads = 0;
-  long view_rematerialized = 0;
+  long strided_grads = 0;  // backward scatter-adds made unnecessary
+  long view_rematerialized = 0;  // gathers run over all rows after all
   // Distinct-input path (ExecOptions::dedup_pulls), summed over the batches
   // that took it: rows that read a pull, and distinct ids among them.
   long dedup_rows = 0;
-  long dedup_ids = 0;
-  double gemm_flops = 0;
+  long dedup_ids = 0;  // distinct ids among those rows
+  double gemm_flops = 0;  // 2 m n k summed over the GEMMs
   // Seconds per kind of work (with ExecOptions::profile; the backend is
   // synchronised around each timed call, so on a GPU these are device times).
-  double t_gemm = 0, t_fused = 0, t_gather = 0, t_other = 0;
+  double t_gemm = 0;    // GEMMs
+  double t_fused = 0;   // fused elementwise programs
+  double t_gather = 0;  // gathers, scatters, segment sums, copies
+  double t_other = 0;   // fills, the head's copies, the rest
 };
 
 template <typename T>
+// Runs a compiled vertex function (vertex::ExecPlan) over batches of graphs,
+// level by level, forward and backward, on a backend, with the parameters of
+// a store and the activations in an arena.
 class Executor {
  public:
+  // The plan, backend, store and arena must outlive the executor; every pull
+  // must be bound (bind_pull / bind_pull_data) before forward().
   Executor(const vertex::ExecPlan& plan, ops::Backend<T>& backend, memory::ParamStore<T>& params,
            memory::Arena<T>& arena, ExecOptions opts = {});
 
@@ -77,17 +88,23 @@ class Executor {
   // Pull `name` reads rows of caller-owned data (no gradient).
   void bind_pull_data(const std::string& name, const T* table, long ld, int rows);
 
+  // The forward pass over `batch` (which must outlive the backward pass); the
+  // arena's memory from its last reset holds the activations.
   void forward(const GraphBatch& batch);
   // Output `name` over all N rows of the batch (row-major, ld given).
   ops::RowView<const T> output(const std::string& name) const;
+  // The width of output `name`; throws naming the function if there is none.
   int output_width(const std::string& name) const;
   // Gradient of the loss with respect to output `name` ([N, width], ld).
   // Outputs without one get a zero gradient.
   void set_push_grad(const std::string& name, const T* grad, long ld);
+  // The backward pass of the last forward(): parameter gradients are added to
+  // the store's (embedding rows marked touched).
   void backward();
 
   // Forward value / gradient of any materialized node (for tests and tools).
   ops::RowView<const T> node_value(int node) const;
+  // The same for its gradient (after backward()).
   ops::RowView<const T> node_grad(int node) const;
 
   // The batch's index arrays in the backend's memory: the GraphBatch's own
@@ -106,10 +123,14 @@ class Executor {
     const int* dedup_ids = nullptr;    // [U]
     const int* dedup_pos = nullptr;    // [N]
   };
+  // The last forward()'s index arrays.
   const BatchIndex& batch_index() const { return dix_; }
 
+  // The counters since the last reset_stats().
   const ExecStats& stats() const { return stats_; }
+  // Zeroes the counters.
   void reset_stats() { stats_ = ExecStats(); }
+  // The plan this executor runs.
   const vertex::ExecPlan& plan() const { return plan_; }
 
  private:

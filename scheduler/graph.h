@@ -16,8 +16,11 @@ struct Graph {
   std::vector<int> label;         // [n] per-vertex label, -1 = none
   std::string name;               // where it came from ("train.txt:17"), for errors
 
+  // n, the number of vertices.
   int num_vertices() const { return static_cast<int>(input.size()); }
+  // The number of (parent, child) edges.
   int num_edges() const { return static_cast<int>(children.size()); }
+  // Vertex v's number of children.
   int num_children(int v) const { return child_ptr[v + 1] - child_ptr[v]; }
 
   // Appends a vertex and returns its id. Children may name vertices added

@@ -7,6 +7,7 @@
 
 namespace copse::scheduler {
 
+// How make_batch lays out a batch.
 struct BatchOptions {
   // Slots of the child-slot table (the vertex function's child_slots).
   int num_slots = 2;
@@ -21,8 +22,9 @@ struct BatchOptions {
 // start == -1: no run (some row lacks the child, or the children are not
 // evenly spaced and ascending).
 struct StridedRun {
-  int start = -1;
-  int stride = 0;
+  int start = -1;  // the first child's row, -1: no run
+  int stride = 0;  // rows between consecutive children
+  // Whether the children form a run.
   bool found() const { return start >= 0; }
 };
 
@@ -35,7 +37,7 @@ struct StridedRun {
 // Edges are numbered by parent row then slot, so the edges of level l are the
 // contiguous range [child_ptr[level_ptr[l]], child_ptr[level_ptr[l+1]]).
 struct GraphBatch {
-  int num_graphs = 0;
+  int num_graphs = 0;  // B, graphs merged
   int num_rows = 0;    // N, total vertices
   int num_edges = 0;   // E, total (parent, child) pairs
   int num_levels = 0;  // L
@@ -61,11 +63,17 @@ struct GraphBatch {
   std::vector<int> root_ptr;    // [B+1] roots of graph g: root_rows[root_ptr[g] .. root_ptr[g+1])
   std::vector<int> root_rows;   // rows with no parent, per graph in vertex order
 
+  // Level l's first row.
   int level_begin(int l) const { return level_ptr[l]; }
+  // One past level l's last row.
   int level_end(int l) const { return level_ptr[l + 1]; }
+  // Level l's number of rows.
   int level_size(int l) const { return level_ptr[l + 1] - level_ptr[l]; }
+  // Level l's first edge (edges of its rows).
   int edge_begin(int l) const { return child_ptr[level_ptr[l]]; }
+  // One past level l's last edge.
   int edge_end(int l) const { return child_ptr[level_ptr[l + 1]]; }
+  // slot_run's entry for child slot k of level l.
   const StridedRun& run_of_slot(int l, int k) const {
     return slot_run[static_cast<size_t>(l) * num_slots + k];
   }
@@ -74,6 +82,7 @@ struct GraphBatch {
 // Merges and levels the graphs (each is validated first). O(N + E), no
 // recursion: a 100,000-vertex chain is fine. Throws copse::Error on bad graphs.
 GraphBatch make_batch(const std::vector<const Graph*>& graphs, const BatchOptions& opts = {});
+// The same over graphs held by value.
 GraphBatch make_batch(const std::vector<Graph>& graphs, const BatchOptions& opts = {});
 
 }  // namespace copse::scheduler

@@ -8,7 +8,9 @@
 #   3. P/bin/copse --version prints the version of CMakeLists.txt;
 #   4. examples/consumer_smoke, configured with -DCMAKE_PREFIX_PATH=P alone,
 #      builds and trains (its loss must fall); in a CUDA build it must also
-#      find the "cuda" backend by name (copse::cuda's registrar linked).
+#      find the "cuda" backend by name (copse::cuda's registrar linked);
+#   5. the examples (examples/*/) build against the prefix alone and do what
+#      they claim (scripts/check_examples.sh).
 # Usage: scripts/check_install.sh [BUILD_DIR]   (default build/)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -65,4 +67,7 @@ cmake --build "$tmp/consumer" -j "$jobs" >>"$tmp/consumer.log" 2>&1 || { cat "$t
 args=()
 [[ "$cuda" == ON ]] && args+=(--expect-cuda)
 "$tmp/consumer/consumer_smoke" "${args[@]}" || { echo "check_install: consumer_smoke failed" >&2; fail=1; }
+
+# 5. The examples.
+CXX="$cxx" "$root/scripts/check_examples.sh" "$prefix" || fail=1
 exit $fail

@@ -22,8 +22,10 @@
 #include "ops/cpu_backend.h"
 #include "scheduler/graph_batch.h"
 #include "tests/random_graphs.h"
+#include "tests/reference_child_sum.h"
 #include "tests/reference_harness.h"
 #include "tests/reference_tape.h"
+#include "vertex/builder.h"
 #include "vertex/plan.h"
 
 namespace copse::reftest {
@@ -47,35 +49,9 @@ Cell cell_model(const std::string& name, vertex::VertexFunction fn, int E) {
 int part(Tape& t, int a, int k, int h) { return t.slice(a, k * h, h); }
 int one_minus(Tape& t, int a) { return t.sub(t.constant(Vec(t.width(a), 1.0)), a); }
 
-// forget_gates = false: f_k = 1, a deliberately wrong reference.
 Cell child_sum_cell(int E, int H, bool forget_gates = true) {
   Cell m = cell_model("child-sum-lstm", models::child_sum_tree_lstm(E, H), E);
-  m.reference = [E, H, forget_gates](Tape& t, RefParams& P, const Graph& g, int v,
-                                     std::vector<RefVertex>& vs) {
-    int x = input_row(t, P, g, v, E);
-    std::vector<int> hk, terms;
-    for (int c : children_of(g, v)) hk.push_back(vs[c].state.at("h"));
-    int htil = t.sum(hk, H);
-    int gx = t.linear(P.at("W"), nullptr, {x});
-    int gh = t.linear(P.at("U"), &P.at("U.b"), {htil});
-    for (int c : children_of(g, v)) {
-      if (!forget_gates) {
-        terms.push_back(vs[c].state.at("c"));
-        continue;
-      }
-      int f = t.sigmoid(
-          t.add(part(t, gx, 3, H), t.linear(P.at("Uf"), &P.at("Uf.b"), {vs[c].state.at("h")})));
-      terms.push_back(t.mul(f, vs[c].state.at("c")));
-    }
-    int i = t.sigmoid(t.add(part(t, gx, 0, H), part(t, gh, 0, H)));
-    int o = t.sigmoid(t.add(part(t, gx, 1, H), part(t, gh, 1, H)));
-    int u = t.tanh(t.add(part(t, gx, 2, H), part(t, gh, 2, H)));
-    terms.push_back(t.mul(i, u));
-    int c = t.sum(terms, H);
-    int h = t.mul(o, t.tanh(c));
-    vs[v].state = {{"h", h}, {"c", c}};
-    vs[v].out = {{"h", h}};
-  };
+  m.reference = child_sum_reference(E, H, forget_gates);
   return m;
 }
 
@@ -242,6 +218,33 @@ TEST(CellsReference, TreeFcOnNaryTreesAndDags) {
   check_cell(tree_fc_cell(4, 5, false), nary_trees(23), 203);
   check_cell(tree_fc_cell(4, 5, false), dags(24), 204);
   check_cell(tree_fc_cell(4, 5, true), nary_trees(25), 205);
+}
+
+// A GEMM whose level-dependent input is listed before its pull:
+// h = tanh(W [sum_k h_k; x] + b). The pull's part runs first (hoisted over
+// all rows) and writes the output; the children's part adds to it per level.
+Cell children_first_fc_cell(int E, int H) {
+  vertex::VertexBuilder v("children-first-fc", 2);
+  v.state("h", H);
+  auto x = v.pull("word", E);
+  auto h = tanh(v.linear({v.gather_sum("h"), x}, H, "W"));
+  v.scatter("h", h);
+  v.push("h", h);
+  Cell m = cell_model("children-first-fc", v.build(), E);
+  m.reference = [E, H](Tape& t, RefParams& P, const Graph& g, int vx,
+                       std::vector<RefVertex>& vs) {
+    std::vector<int> hk;
+    for (int c : children_of(g, vx)) hk.push_back(vs[c].state.at("h"));
+    int hv = t.tanh(t.linear(P.at("W"), &P.at("W.b"), {t.sum(hk, H), input_row(t, P, g, vx, E)}));
+    vs[vx].state = {{"h", hv}};
+    vs[vx].out = {{"h", hv}};
+  };
+  return m;
+}
+
+TEST(CellsReference, GemmWithThePullListedAfterTheChildren) {
+  check_cell(children_first_fc_cell(4, 5), nary_trees(40), 240);
+  check_cell(children_first_fc_cell(4, 5), dags(41), 241);
 }
 
 TEST(CellsReference, DagGatedOnNaryTreesAndDags) {

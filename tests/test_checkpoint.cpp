@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "models/checkpoint.h"
+#include "tests/sick_fixture.h"
 
 namespace fs = std::filesystem;
 
@@ -140,6 +141,14 @@ TEST_F(Checkpoint, KilledRunsResumeToBitIdenticalParameters) {
 // The same with two data-parallel workers under BSP.
 TEST_F(Checkpoint, KilledBspRunsResumeToBitIdenticalParameters) {
   check_kill_and_resume(dir_, {"--workers", "2"}, 4242);
+}
+
+TEST_F(Checkpoint, KilledRelatednessRunsResumeToBitIdenticalParameters) {
+  const fs::path data = dir_ / "sick";
+  copse::testing::write_sick_fixture(data, 600, 60, 60);
+  check_kill_and_resume(dir_, {"--task", "relatedness", "--model", "child-sum-lstm", "--data",
+                               data.string()},
+                        777);
 }
 
 TEST_F(Checkpoint, CorruptOrTruncatedCheckpointIsRefused) {

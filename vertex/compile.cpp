@@ -387,9 +387,15 @@ class Compiler {
           for (int j : st.part_inputs) depend_on_node(s, j);
           for (size_t c = first_copy; c < items.size(); ++c)
             if (items[c].in_buf == st.in_buf) deps[s].insert(static_cast<int>(c));
-          // later parts of the same GEMM follow the earlier ones
-          for (int t = 0; t < s; ++t)
-            if (items[t].kind == StepKind::MatMul && items[t].node == st.node) deps[s].insert(t);
+          // The part that writes M comes first (it runs in the earliest
+          // phase, wherever its inputs stand in the list); the parts that add
+          // follow it, in list order within a phase.
+          for (int t = 0; t < m; ++t) {
+            const Step& o = items[t];
+            if (t == s || st.first_part || o.kind != StepKind::MatMul || o.node != st.node)
+              continue;
+            if (o.first_part || (t < s && o.phase == st.phase)) deps[s].insert(t);
+          }
           break;
         case StepKind::Fused:
           for (int j : p_.regions[st.region].inputs)

@@ -17,50 +17,57 @@
 
 namespace copse::vertex {
 
+// When a step runs: once over all rows before the level loop (it reads no
+// child), once per level, or once over all rows after the loop.
 enum class Phase { Hoisted = 0, Level = 1, Output = 2 };
+// "hoisted", "level", "output".
 const char* phase_name(Phase p);
 
 // A buffer of rows (N vertex rows or E edge rows per batch) x width columns.
 struct PlanBuffer {
-  Domain domain = Domain::Vertex;
-  int width = 0;
-  std::string name;
+  Domain domain = Domain::Vertex;  // vertex rows or edge rows
+  int width = 0;                   // columns
+  std::string name;                // for to_string()
 };
 
 // Where a node's value lives: columns [col, col+width) of a buffer. Gradients
 // live in a twin buffer with the same layout.
 struct PlanValue {
-  int node = -1;
-  int buf = -1;
-  int col = 0;
-  int width = 0;
+  int node = -1;   // the node whose value this is
+  int buf = -1;    // index into ExecPlan::buffers
+  int col = 0;     // first column in the buffer
+  int width = 0;   // columns
   int base = -1;            // the value that owns the memory (itself, or for a view its base)
   bool grad_zero_fill = false;  // gradient zeroed before backward, all contributions add
   bool push_assign = false;     // set_push_grad overwrites (it is the first contributor)
 };
 
+// What a step does: a source op, one GEMM (part), a fused elementwise
+// region, or a copy into a GEMM's input columns.
 enum class StepKind { Pull, Gather, EdgeChild, EdgeParent, ReduceEdges, MatMul, Fused, Copy };
+// The kind's lower-case name, for to_string().
 const char* step_kind_name(StepKind k);
 
+// One step of the schedule the executor runs (forward; backward in reverse).
 struct Step {
-  StepKind kind = StepKind::Fused;
-  Phase phase = Phase::Level;
-  Domain domain = Domain::Vertex;
+  StepKind kind = StepKind::Fused;  // what it does
+  Phase phase = Phase::Level;       // when it runs
+  Domain domain = Domain::Vertex;   // over vertex rows or edge rows
   int node = -1;  // the node produced (MatMul: the matmul node; Copy: the source node)
   // MatMul: one GEMM over the part's inputs, which sit side by side at
   // columns [in_col, in_col+k) of buffer in_buf; uses W columns [w_col, w_col+k).
   int param = -1;
-  int w_col = 0;
-  int k = 0;
-  int in_buf = -1;
-  int in_col = 0;
-  std::vector<int> part_inputs;
+  int w_col = 0;                  // MatMul: first weight column of this part
+  int k = 0;                      // MatMul: the part's inner dimension
+  int in_buf = -1;                // MatMul: the inputs' buffer (Copy: the destination)
+  int in_col = 0;                 // MatMul: the inputs' first column (Copy: the destination's)
+  std::vector<int> part_inputs;   // MatMul: the input nodes of this part
   // GEMM merging: linears over the same inputs share one GEMM. Their outputs
   // sit side by side in one buffer and their weights are stacked by rows
   // ([sum of outs, K]); mm_nodes[0] == node. out_width = sum of their widths.
   std::vector<int> mm_nodes;
-  std::vector<int> mm_params;
-  int out_width = 0;
+  std::vector<int> mm_params;  // the merged linears' weights (indices into fn.params)
+  int out_width = 0;           // the merged outputs' total width
   bool first_part = true;       // the first part writes M (beta 0), later parts add
   bool grad_accumulate = false; // backward: d(inputs) += (else =)
   // Gather / EdgeChild: on a level where the children form a StridedRun
@@ -78,9 +85,11 @@ struct Step {
   // Copy: node's value copied into columns [in_col, ...) of in_buf.
 };
 
+// A fused elementwise region: nodes of one phase and domain run as one
+// program per call, forward and backward.
 struct Region {
-  Phase phase = Phase::Level;
-  Domain domain = Domain::Vertex;
+  Phase phase = Phase::Level;      // when it runs
+  Domain domain = Domain::Vertex;  // over which rows
   std::vector<int> nodes;    // in topological order
   std::vector<int> inputs;   // nodes read (values, views or ParamRows)
   std::vector<int> outputs;  // region nodes that are materialized
@@ -100,24 +109,29 @@ struct Region {
   std::vector<int> bias_grad_from;
 };
 
+// A compiled vertex function: where every value lives, the fused regions and
+// the schedule (what scheduler::Executor runs).
 struct ExecPlan {
-  VertexFunction fn;
+  VertexFunction fn;               // the function compiled
   std::vector<Phase> node_phase;   // per node
   std::vector<int> node_value;     // per node: index into values, -1 if not materialized
   std::vector<int> node_region;    // per node: region, -1 if none
-  std::vector<PlanBuffer> buffers;
-  std::vector<PlanValue> values;
-  std::vector<Region> regions;
+  std::vector<PlanBuffer> buffers;  // the activation buffers of a batch
+  std::vector<PlanValue> values;    // materialized node values
+  std::vector<Region> regions;      // fused elementwise regions
   std::vector<Step> steps;         // forward order: all Hoisted, then Level, then Output
   std::vector<int> zero_fill_values;  // values whose gradient is zeroed before backward
   // Weights of merged GEMMs, each group to be stored consecutively (see
   // Step::mm_params); add_plan_params follows this order.
   std::vector<std::vector<int>> param_groups;
 
+  // MatMul steps in phase p.
   int num_gemm_steps(Phase p) const;
+  // The plan, readable (buffers, values, regions, steps), for debugging.
   std::string to_string() const;
 };
 
+// Switches for the compiler's optimisations (all on by default).
 struct CompileOptions {
   bool fuse = true;  // false: every elementwise node is its own region (for tests)
   bool merge_gemms = true;  // false: one GEMM per linear even when inputs are shared
@@ -125,6 +139,9 @@ struct CompileOptions {
   bool optimize_programs = true;  // false: fused programs as derived (ops::optimize_fused skipped)
 };
 
+// Compiles `fn`: phases, fusion, GEMM merging, buffer layout, strided views,
+// the schedule. Throws copse::Error naming the function and node for what
+// it cannot compile.
 ExecPlan compile(const VertexFunction& fn, const CompileOptions& opts = {});
 
 }  // namespace copse::vertex

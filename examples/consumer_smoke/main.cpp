@@ -64,8 +64,12 @@ int main(int argc, char** argv) {
   const scheduler::GraphBatch batch = scheduler::make_batch(trees);
 
   ops::CpuBackend<float> cpu(1);
-  const models::SentimentConfig cfg{/*vocab=*/6, /*embed=*/8, /*hidden=*/8, /*classes=*/2,
-                                    /*embed_init=*/1.0f};
+  models::SentimentConfig cfg;
+  cfg.vocab = 6;
+  cfg.embed = 8;
+  cfg.hidden = 8;
+  cfg.classes = 2;
+  cfg.embed_init = 1.0f;
   models::SentimentModel<float> model(gated_cell(cfg.embed, cfg.hidden), cfg, cpu);
   model.params().init(1);
   model.params().set_optimizer({memory::OptimizerConfig::Sgd, /*lr=*/1.0f});

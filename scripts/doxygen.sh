@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The API reference: Doxygen (Debian's `doxygen`, installed if missing) over
+# the public headers (COPSE_PUBLIC_HEADERS in cmake/install.cmake), into
+# OUT/html (default build/api). The headers keep the project's `//` comments:
+# an input filter reads a comment block above a declaration as its
+# documentation. Lists every public declaration without a comment; with
+# --check exits 1 if there is one.
+# Usage: scripts/doxygen.sh [--check] [OUT]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+check=0
+if [[ "${1:-}" == "--check" ]]; then check=1; shift; fi
+out="${1:-$root/build/api}"
+if ! command -v doxygen >/dev/null; then
+  echo "copse: installing doxygen" >&2
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq doxygen >/dev/null
+fi
+version="$(sed -n 's/^project(copse VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")"
+# The header list between `set(COPSE_PUBLIC_HEADERS` and its `)`.
+headers="$(sed -n '/^set(COPSE_PUBLIC_HEADERS/,/)/p' "$root/cmake/install.cmake" \
+  | sed -e 's/set(COPSE_PUBLIC_HEADERS//' -e 's/)//' | tr -s ' \n' '\n' | grep '\.h$' \
+  | sed "s|^|$root/|" | tr '\n' ' ')"
+mkdir -p "$out"
+filter="$out/comment_filter.sh"
+# `// text` (a line of its own) -> `/// text`; trailing `// text` -> `///< text`.
+cat >"$filter" <<'SH'
+#!/bin/sh
+exec sed -e 's|^\([[:space:]]*\)//\([^/]\)|\1///\2|' -e 's|^\([[:space:]]*\)//$|\1///|' \
+  -e 's|\([;,{]\)[[:space:]]*//\([^/<]\)|\1  ///<\2|' "$1"
+SH
+chmod +x "$filter"
+warnings="$out/undocumented.txt"
+doxygen - >"$out/doxygen.log" 2>&1 <<DOX
+PROJECT_NAME = copse
+PROJECT_NUMBER = $version
+PROJECT_BRIEF = "Batched training of dynamic neural networks"
+OUTPUT_DIRECTORY = $out
+INPUT = $headers
+STRIP_FROM_PATH = $root
+FULL_PATH_NAMES = YES
+INPUT_FILTER = $filter
+FILTER_SOURCE_FILES = NO
+EXTRACT_ALL = NO
+EXTRACT_STATIC = YES
+HIDE_UNDOC_MEMBERS = NO
+JAVADOC_AUTOBRIEF = YES
+MULTILINE_CPP_IS_BRIEF = NO
+GENERATE_HTML = YES
+GENERATE_LATEX = NO
+QUIET = YES
+WARNINGS = YES
+WARN_IF_UNDOCUMENTED = YES
+WARN_IF_DOC_ERROR = NO
+WARN_NO_PARAMDOC = NO
+WARN_LOGFILE = $warnings
+ENABLE_PREPROCESSING = YES
+MACRO_EXPANSION = NO
+EXCLUDE_SYMBOLS = detail::* *::detail
+DOX
+n="$(grep -c "is not documented" "$warnings" || true)"
+echo "doxygen: $(wc -w <<<"$headers") public headers -> $out/html/index.html; $n undocumented declarations"
+if ((n > 0)); then
+  grep "is not documented" "$warnings" | sed "s|$root/||" | head -${COPSE_DOXYGEN_SHOW:-40}
+  ((check)) && exit 1
+fi
+exit 0
