@@ -246,15 +246,35 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
   server.start_epoch();
   const long skipped_before = server.skipped();
   const std::string where = tag.empty() ? "" : tag + ", ";
+  // Each worker's share of every batch; the replicas start the call from the
+  // whole state (the server's master between calls), then each clock pulls
+  // the dense parameters and only the embedding rows its next share reads.
+  std::vector<std::vector<std::vector<int>>> shares;
+  for (const auto& gb : batches) {
+    std::vector<int> sizes;
+    for (const Graph* g : gb) sizes.push_back(g->num_vertices());
+    shares.push_back(shard_sizes(sizes, W));
+  }
+  auto& master = I.model.params();
+  const int table = master.find("embed");
+  const bool pull_rows = table >= 0 && master.spec(table).sparse_rows;
+  const std::vector<float> start = master.get_flat_host(-1);
   models::on_workers(W, I.o.threads, nullptr, [&](int r) {
     try {
+      I.workers[r]->params().set_flat_host(-1, start);
       for (size_t i = 0; i < batches.size(); ++i) {
         const auto& gb = batches[i];
-        std::vector<int> sizes;
-        for (const Graph* g : gb) sizes.push_back(g->num_vertices());
-        auto shards = shard_sizes(sizes, W);
+        const auto& shards = shares[i];
         auto& wm = *I.workers[r];
         wm.params().zero_grads();
+        if (pull_rows) {  // after the last batch: none (the next call starts from the master)
+          std::vector<int> words;
+          if (i + 1 < batches.size())
+            for (int k : shares[i + 1][r])
+              for (int id : batches[i + 1][k]->input)
+                if (id >= 0) words.push_back(id);
+          server.read_rows(r, table, std::move(words));
+        }
         if (!shards[r].empty()) {
           std::vector<const Graph*> part;
           for (int k : shards[r]) part.push_back(gb[k]);
@@ -359,6 +379,12 @@ SyncReport Trainer::take_sync_report() {
     s.ssp_max_lead = I.server->max_lead();
     s.bytes = I.server->bytes();
     s.lead_histogram = I.server->staleness_histogram();
+    const memory::SspStats st = I.server->stats();
+    s.staleness_histogram = st.oldest_histogram;
+    s.violations = st.violations;
+    s.clocks = st.clocks;
+    s.pulled_bytes = st.bytes_pulled;
+    s.worker_wait_s = st.wait_s;
     return s;
   }
   models::SyncStats st = I.tr->take_stats();

@@ -79,6 +79,16 @@ struct SyncReport {
   long ssp_waits = 0;      // times a worker blocked on the bound
   long ssp_max_lead = 0;   // largest lead over the slowest worker
   std::map<long, long> lead_histogram;  // lead -> clocks
+  // SSP, measured at the shards, cumulative over the run: c - oldest of each
+  // read (the clocks it was guaranteed complete behind its reader; never
+  // above the staleness) -> reads, reads beyond the bound (0), clocks
+  // completed by all workers, parameter bytes pulled, seconds each worker
+  // blocked on the bound.
+  std::map<long, long> staleness_histogram;
+  long violations = 0;
+  long clocks = 0;
+  long pulled_bytes = 0;
+  std::vector<double> worker_wait_s;
 };
 
 // The training step over a model and its data-parallel replicas (see the
