@@ -545,6 +545,19 @@ SspStats MpiSspServer<T>::stats() const {
 }
 
 template <typename T>
+void MpiSspServer<T>::reload(const ParamStore<T>& full) {
+  Impl& m = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(m.shard_mu);
+    m.shard->load(FlatState<T>::of(full));
+  }
+  std::fill(m.since.begin(), m.since.end(), -1);
+  MPI_Request r;
+  check(MPI_Ibarrier(m.rep, &r), "MPI_Ibarrier");
+  m.wait_requests(&r, 1, "reloading the shards");
+}
+
+template <typename T>
 void MpiSspServer<T>::close() {
   Impl& m = *impl_;
   if (m.closed) return;

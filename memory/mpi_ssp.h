@@ -65,6 +65,10 @@ class MpiSspServer : public SspEndpoint<T> {
   SspStats stats() const override;   // this rank's worker and table
   // Collective end: waits until every rank is done with every shard.
   void close();
+  // Collective, between epochs (after collect()): this rank's shard takes its
+  // part of `full` (e.g. a model changed by a resume), and no rank pushes
+  // before every shard has.
+  void reload(const ParamStore<T>& full);
 
  private:
   struct Impl;

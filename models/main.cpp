@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
 #ifdef COPSE_HAVE_MPI
   if (use_mpi) {
     int provided = 0;
-    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    // SSP over MPI serves its shard from a progress thread.
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
       fmt::print(stderr, "copse: error: MPI_Init_thread failed\n");
       return 2;
     }

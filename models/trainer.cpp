@@ -15,6 +15,9 @@
 
 #include "common/error.h"
 #include "memory/ssp_server.h"
+#ifdef COPSE_HAVE_MPI
+#include "memory/mpi_ssp.h"
+#endif
 #include "models/checkpoint.h"
 #include "models/train_util.h"
 #include "models/transport.h"
@@ -71,9 +74,12 @@ struct Trainer::Impl {
   std::unique_ptr<models::Transport> tr;
   std::vector<Model*> workers;               // local worker k (worker number local[k])
   std::vector<std::unique_ptr<Model>> owned;  // the replicas
-  std::unique_ptr<memory::SspServer<float>> server;
+  // SSP: the thread server, or the MPI one (one worker and shard per rank).
+  std::unique_ptr<memory::SspEndpoint<float>> server;
+  bool mpi_ssp = false;
   models::TestFault fault;
   bool is_ssp = false;
+  bool failed = false;  // an SSP run threw: no collective may follow
   long ssp_reported_waits = 0;
 
   Impl(Model& m, const TrainerOptions& opts) : model(m), o(opts) {}
@@ -148,9 +154,8 @@ Trainer::Trainer(Model& model, const TrainerOptions& opts) : impl_(std::make_uni
   auto& I = *impl_;
   auto& o = I.o;
   if (o.staleness < -1) fail("staleness must be >= 0 (or -1 for BSP), got {}", o.staleness);
-  if (o.staleness >= 0 && o.transport != "thread")
-    fail("staleness (SSP) needs the thread transport; with {} the workers are bulk-synchronous",
-         o.transport);
+  if (o.staleness >= 0 && o.transport == "nccl")
+    fail("staleness (SSP) runs over the thread or mpi transport; nccl is bulk-synchronous");
   if (o.threads <= 0) fail("threads must be positive, got {}", o.threads);
   o.optimizer.validate();
   I.tr = models::make_transport(o.transport, o.workers, o.threads, o.sync_timeout);
@@ -160,6 +165,7 @@ Trainer::Trainer(Model& model, const TrainerOptions& opts) : impl_(std::make_uni
          "host memory; use the cpu backend for data parallelism",
          model.backend().name(), o.workers);
   if (o.test_faults) I.fault = models::test_fault_from_env(o.transport);
+  I.mpi_ssp = o.staleness >= 0 && o.transport == "mpi" && o.workers > 1;
   I.is_ssp = o.staleness >= 0 && o.workers > 1;
   model.params().set_optimizer(o.optimizer);
   const auto& local = I.tr->local_workers();
@@ -174,16 +180,25 @@ Trainer::Trainer(Model& model, const TrainerOptions& opts) : impl_(std::make_uni
     }
     if (!I.is_ssp) I.workers.back()->params().set_grad_sync(I.tr->grad_sync(static_cast<int>(k)));
   }
-  if (I.is_ssp) {
-    I.server = std::make_unique<memory::SspServer<float>>(
-        model.params(), o.workers, o.staleness,
-        std::chrono::milliseconds(std::llround(o.sync_timeout * 1000)));
-    I.server->set_nonfinite_policy(o.skip_nonfinite, o.max_skipped);
+  const auto timeout = std::chrono::milliseconds(std::llround(o.sync_timeout * 1000));
+  if (I.mpi_ssp) {
+#ifdef COPSE_HAVE_MPI
+    I.server = std::make_unique<memory::MpiSspServer<float>>(model.params(), o.staleness, timeout);
+#endif
+  } else if (I.is_ssp) {
+    I.server = std::make_unique<memory::SspServer<float>>(model.params(), o.workers, o.staleness,
+                                                          timeout);
   }
+  if (I.server) I.server->set_nonfinite_policy(o.skip_nonfinite, o.max_skipped);
 }
 
 Trainer::~Trainer() {
   for (Model* w : impl_->workers) w->params().set_grad_sync(nullptr);
+#ifdef COPSE_HAVE_MPI
+  // A failed run leaves the job to the caller's MPI_Abort (no collective).
+  if (impl_->mpi_ssp && !std::uncaught_exceptions() && !impl_->failed)
+    static_cast<memory::MpiSspServer<float>&>(*impl_->server).close();
+#endif
 }
 
 int Trainer::workers() const { return impl_->tr->workers(); }
@@ -243,8 +258,11 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
   std::vector<double> losses(W, 0.0);
   std::vector<long> labels(W, 0);
   auto& server = *I.server;
+#ifdef COPSE_HAVE_MPI
+  if (I.mpi_ssp) static_cast<memory::MpiSspServer<float>&>(server).reload(I.model.params());
+#endif
   server.start_epoch();
-  const long skipped_before = server.skipped();
+  const long skipped_before = server.stats().skipped;
   const std::string where = tag.empty() ? "" : tag + ", ";
   // Each worker's share of every batch; the replicas start the call from the
   // whole state (the server's master between calls), then each clock pulls
@@ -259,13 +277,17 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
   const int table = master.find("embed");
   const bool pull_rows = table >= 0 && master.spec(table).sparse_rows;
   const std::vector<float> start = master.get_flat_host(-1);
-  models::on_workers(W, I.o.threads, nullptr, [&](int r) {
+  // The local workers: every worker with threads, this rank's under MPI.
+  const auto& local = I.tr->local_workers();
+  const int nlocal = I.mpi_ssp ? 1 : W;
+  auto walk = [&](int lk) {
+    const int r = I.mpi_ssp ? local.at(0) : lk;
+    Model& wm = *I.workers[lk];
     try {
-      I.workers[r]->params().set_flat_host(-1, start);
+      wm.params().set_flat_host(-1, start);
       for (size_t i = 0; i < batches.size(); ++i) {
         const auto& gb = batches[i];
         const auto& shards = shares[i];
-        auto& wm = *I.workers[r];
         wm.params().zero_grads();
         if (pull_rows) {  // after the last batch: none (the next call starts from the master)
           std::vector<int> words;
@@ -295,11 +317,27 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
       }
       server.finish(r);
     } catch (const std::exception& e) {
+      I.failed = true;
       server.abort(r, e.what());
       throw;
     }
-  });
-  res.skipped = server.skipped() - skipped_before;
+  };
+  if (I.mpi_ssp) {
+    walk(0);
+    // Every rank's shard into every rank's model (a collective); the loss
+    // and the label counts summed over the ranks.
+    server.collect(master);
+    const int me = local.at(0);
+    std::vector<double> sums = I.tr->sum({{losses[me], double(labels[me]),
+                                           double(server.stats().skipped - skipped_before)}},
+                                         "the SSP epoch's losses");
+    res.loss = sums[0];
+    res.labelled = std::llround(sums[1]);
+    res.skipped = std::llround(sums[2]);
+    return res;
+  }
+  models::on_workers(nlocal, I.o.threads, nullptr, walk);
+  res.skipped = server.stats().skipped - skipped_before;
   for (int r = 0; r < W; ++r) res.loss += losses[r], res.labelled += labels[r];
   return res;
 }
@@ -373,13 +411,39 @@ SyncReport Trainer::take_sync_report() {
   auto& I = *impl_;
   SyncReport s;
   if (I.server) {
-    s.transport = "ssp";
+    s.transport = I.mpi_ssp ? "ssp-mpi" : "ssp";
     s.staleness = I.o.staleness;
-    s.ssp_waits = I.server->waits();
-    s.ssp_max_lead = I.server->max_lead();
-    s.bytes = I.server->bytes();
-    s.lead_histogram = I.server->staleness_histogram();
-    const memory::SspStats st = I.server->stats();
+    memory::SspStats st = I.server->stats();
+    if (I.mpi_ssp) {
+      // Each rank measured its own worker's reads and pushes: one sum over
+      // the ranks ([waits W][wait_s W][pushed, pulled, violations]
+      // [lead 0..S, beyond][c - oldest 0..S, beyond]).
+      const int W = I.o.workers, S = I.o.staleness;
+      std::vector<double> v;
+      for (long x : st.waits) v.push_back(double(x));
+      for (double x : st.wait_s) v.push_back(x);
+      v.insert(v.end(), {double(st.bytes_pushed), double(st.bytes_pulled), double(st.violations)});
+      const std::size_t at = v.size();
+      v.resize(at + 2 * (S + 2), 0.0);
+      for (auto [k, n] : st.lead_histogram) v[at + std::min<long>(std::max(k, 0L), S + 1)] += n;
+      for (auto [k, n] : st.oldest_histogram)
+        v[at + S + 2 + std::min<long>(std::max(k, 0L), S + 1)] += n;
+      v = I.tr->sum({v}, "the SSP statistics");
+      for (int r = 0; r < W; ++r) st.waits[r] = std::llround(v[r]), st.wait_s[r] = v[W + r];
+      st.bytes_pushed = std::llround(v[2 * W]);
+      st.bytes_pulled = std::llround(v[2 * W + 1]);
+      st.violations = std::llround(v[2 * W + 2]);
+      st.lead_histogram.clear(), st.oldest_histogram.clear();
+      st.max_lead = 0;
+      for (int k = 0; k <= S + 1; ++k) {
+        if (const long n = std::llround(v[at + k])) st.lead_histogram[k] = n, st.max_lead = k;
+        if (const long n = std::llround(v[at + S + 2 + k])) st.oldest_histogram[k] = n;
+      }
+    }
+    s.ssp_waits = std::accumulate(st.waits.begin(), st.waits.end(), 0L);
+    s.ssp_max_lead = st.max_lead;
+    s.bytes = st.bytes_pushed;
+    s.lead_histogram = st.lead_histogram;
     s.staleness_histogram = st.oldest_histogram;
     s.violations = st.violations;
     s.clocks = st.clocks;

@@ -38,8 +38,9 @@ struct TrainerOptions {
   int workers = 1;
   std::string transport = "thread";  // thread | mpi | nccl (see `workers`)
   // -1: bulk-synchronous (every step sums all workers' gradients). s >= 0
-  // with several thread workers: stale-synchronous (SSP) through a
-  // parameter server; workers run at most s clocks ahead of the slowest.
+  // with several workers (thread, or mpi: one per rank): stale-synchronous
+  // (SSP) through a sharded parameter server (memory/ssp_server.h,
+  // memory/mpi_ssp.h); workers run at most s clocks ahead of the slowest.
   int staleness = -1;
   double sync_timeout = 60;  // seconds a worker waits for the others before failing
   // Under SSP a non-finite update is skipped rather than failing, and
