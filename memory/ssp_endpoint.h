@@ -1,5 +1,6 @@
 // SspEndpoint: what a training loop calls to train under bounded staleness
-// (SSP), whatever the transport (threads: SspServer; MPI ranks: MpiSspServer).
+// (SSP), whatever the transport (threads: SspServer; a transport between
+// processes implements the same interface).
 #pragma once
 
 #include <string>
