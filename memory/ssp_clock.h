@@ -47,8 +47,8 @@ struct SspStats {
 // reason. `label` names a worker in messages ("worker", or "rank" across
 // processes), `prefix` starts them (e.g. "rank 2: ").
 //
-// Thread-safe; one table per process (a transport between processes is to
-// feed its table from the pushes its shards receive).
+// Thread-safe; one table per process (the MPI transport feeds its table from
+// the pushes its shard receives).
 class SspClock {
  public:
   SspClock(int workers, int staleness, std::chrono::milliseconds timeout,

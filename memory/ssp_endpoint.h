@@ -1,6 +1,5 @@
 // SspEndpoint: what a training loop calls to train under bounded staleness
-// (SSP), whatever the transport (threads: SspServer; a transport between
-// processes implements the same interface).
+// (SSP), whatever the transport (threads: SspServer; MPI ranks: MpiSspServer).
 #pragma once
 
 #include <string>

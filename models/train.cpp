@@ -309,7 +309,6 @@ int run_train(const TrainOptions& given) {
       m["ssp_waits"] = sync.ssp_waits;
       m["ssp_max_lead"] = sync.ssp_max_lead;
       m["sync_bytes"] = sync.bytes;
-      m["ssp_pulled_bytes"] = sync.ssp_pulled_bytes;
       nlohmann::json h;
       for (auto [lead, n] : sync.lead_histogram) h[std::to_string(lead)] = n;
       m["ssp_lead_histogram"] = h;

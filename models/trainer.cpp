@@ -246,28 +246,13 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
   server.start_epoch();
   const long skipped_before = server.skipped();
   const std::string where = tag.empty() ? "" : tag + ", ";
-  const int embed = I.model.params().find("embed");
-  auto share = [&](size_t i) {
-    std::vector<int> sizes;
-    for (const Graph* g : batches[i]) sizes.push_back(g->num_vertices());
-    return shard_sizes(sizes, W);
-  };
-  // The embedding rows worker r's share of batch i reads: all its replica
-  // refreshes after the clock before it (the dense parameters always).
-  auto list_rows = [&](int r, size_t i) {
-    if (embed < 0 || i >= batches.size()) return;
-    std::vector<int> rows;
-    const auto shards = share(i);
-    for (int k : shards[r])
-      for (int id : batches[i][k]->input)
-        if (id >= 0) rows.push_back(id);
-    server.read_rows(r, embed, std::move(rows));
-  };
   models::on_workers(W, I.o.threads, nullptr, [&](int r) {
     try {
       for (size_t i = 0; i < batches.size(); ++i) {
         const auto& gb = batches[i];
-        auto shards = share(i);
+        std::vector<int> sizes;
+        for (const Graph* g : gb) sizes.push_back(g->num_vertices());
+        auto shards = shard_sizes(sizes, W);
         auto& wm = *I.workers[r];
         wm.params().zero_grads();
         if (!shards[r].empty()) {
@@ -277,7 +262,6 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
           const double l = wm.core().train_batch(b.graphs, 1.0f / static_cast<float>(gb.size()));
           if (!std::isfinite(l)) {
             server.skip(r, fmt::format("{}batch {}: non-finite loss", where, i));
-            list_rows(r, i + 1);
             server.advance(r, wm.params());
             continue;
           }
@@ -287,7 +271,6 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
         for (auto phase : {FaultPhase::Gradient, FaultPhase::Exchange})
           maybe_inject_fault(I.fault, r, server.clock(r) + 1, wm.params(), phase);
         server.push(r, wm.params());
-        list_rows(r, i + 1);
         server.advance(r, wm.params());
       }
       server.finish(r);
@@ -375,7 +358,6 @@ SyncReport Trainer::take_sync_report() {
     s.ssp_waits = I.server->waits();
     s.ssp_max_lead = I.server->max_lead();
     s.bytes = I.server->bytes();
-    s.ssp_pulled_bytes = I.server->stats().bytes_pulled;
     s.lead_histogram = I.server->staleness_histogram();
     return s;
   }

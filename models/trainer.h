@@ -78,7 +78,6 @@ struct SyncReport {
   int staleness = -1;
   long ssp_waits = 0;      // times a worker blocked on the bound
   long ssp_max_lead = 0;   // largest lead over the slowest worker
-  long ssp_pulled_bytes = 0;  // parameter bytes the replicas read back from the shards
   std::map<long, long> lead_histogram;  // lead -> clocks
 };
 
