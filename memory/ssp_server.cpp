@@ -4,9 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
-#include <numeric>
 
 #include "common/error.h"
 
@@ -15,160 +13,172 @@ namespace copse::memory {
 template <typename T>
 SspServer<T>::SspServer(ParamStore<T>& master, int workers, int staleness,
                         std::chrono::milliseconds timeout)
-    : master_(master),
-      workers_(workers),
-      clock_(workers, staleness, timeout),
-      map_(ShardMap::layout(master),
-           std::min(std::max(workers, 1), ShardMap::max_shards(ShardMap::layout(master)))),
-      shard_mu_(map_.shards()) {
-  for (int s = 0; s < map_.shards(); ++s)
-    shards_.push_back(std::make_unique<SspShard<T>>(map_, s, workers, master.optimizer()));
-  since_.assign(workers, std::vector<long>(map_.shards(), -1));
-  rows_.assign(workers, std::vector<std::vector<int>>(map_.sparse_ids().size()));
-  listed_.assign(workers, 0);
-  load_shards();
+    : master_(master), workers_(workers), staleness_(staleness), timeout_(timeout) {
+  if (workers < 1) fail("SSP: need at least one worker, got {}", workers);
+  if (staleness < 0) fail("SSP: staleness must be >= 0, got {}", staleness);
+  clock_.assign(workers, 0);
+  finished_.assign(workers, 0);
 }
 
 template <typename T>
-void SspServer<T>::load_shards() {
-  const auto full = FlatState<T>::of(master_);
-  for (int s = 0; s < map_.shards(); ++s) {
-    std::lock_guard<std::mutex> lock(shard_mu_[s]);
-    shards_[s]->load(full);
-  }
-  for (auto& v : since_) std::fill(v.begin(), v.end(), -1);
+void SspServer<T>::fail_locked(const std::string& why) {
+  aborted_ = true;
+  abort_reason_ = why;
+  cv_.notify_all();
+  throw Error(why);
 }
 
 template <typename T>
 void SspServer<T>::abort(int rank, const std::string& why) {
-  clock_.abort(fmt::format("worker {} failed: {}", rank, why));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!aborted_) {
+    aborted_ = true;
+    abort_reason_ = fmt::format("worker {} failed: {}", rank, why);
+  }
+  cv_.notify_all();
 }
 
+// Applies the replica's gradients to the master as one optimizer step.
 template <typename T>
 bool SspServer<T>::push(int rank, ParamStore<T>& replica) {
-  clock_.check();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (aborted_) throw Error(abort_reason_);
   if (replica.total_elements() != master_.total_elements())
-    clock_.fail(fmt::format("SSP: worker {} has a different parameter layout", rank));
-  const long c = clock_.clock(rank) + 1;
-  // Clipping is global over the push: the worker scales, the shards apply.
-  T scale = 1;
-  if (const float clip = master_.optimizer().clip_norm; clip > 0.f) {
-    const double norm = replica.grad_norm();
-    if (!std::isfinite(norm)) clock_.fail(fmt::format("[ParamStore::step] gradient norm is {}", norm));
-    if (norm > clip) scale = static_cast<T>(clip / norm);
+    fail_locked(fmt::format("SSP: worker {} has a different parameter layout", rank));
+  master_.zero_grads();
+  const size_t dense = master_.dense_elements();
+  std::copy(replica.grads_flat(), replica.grads_flat() + dense, master_.grads_flat());
+  long bytes = static_cast<long>(dense * sizeof(T));
+  for (int id = 0; id < master_.size(); ++id) {
+    if (!master_.spec(id).sparse_rows) continue;
+    const auto& rows = replica.touched_rows(id);
+    const int w = master_.row_width(id);
+    for (int r : rows)
+      std::copy(replica.grad(id) + static_cast<size_t>(r) * w,
+                replica.grad(id) + static_cast<size_t>(r + 1) * w,
+                master_.grad(id) + static_cast<size_t>(r) * w);
+    master_.touch_rows(id, rows.data(), static_cast<int>(rows.size()));
+    bytes += static_cast<long>(rows.size() * w * sizeof(T));
   }
-  std::vector<std::vector<char>> msg(map_.shards());
-  long bytes = 0;
-  for (int s = 0; s < map_.shards(); ++s)
-    bytes += encode_push(map_, s, replica, rank, c, scale, msg[s]);
-  clock_.record_push(bytes);
-  std::string bad;
-  {
-    // Every shard takes the push or none does: prepare each (in shard order,
-    // holding its lock), then commit or discard them all.
-    std::vector<std::unique_lock<std::mutex>> locks;
-    for (int s = 0; s < map_.shards(); ++s) {
-      locks.emplace_back(shard_mu_[s]);
-      int w = 0;
-      long k = 0;
-      std::string b = shards_[s]->prepare_push(msg[s], &w, &k);
-      if (bad.empty()) bad = b;
-    }
-    for (auto& sh : shards_) sh->commit_push(bad.empty());
-  }
+  bytes_ += bytes;
+  const std::string bad = master_.prepare_step();
   if (!bad.empty()) {
-    clock_.skip_push(rank, c, fmt::format("non-finite parameters after the update ({})", bad));
+    master_.discard_step();
+    skip_locked(rank, fmt::format("non-finite parameters after the update ({})", bad));
     return false;
   }
-  clock_.push_ok();
+  master_.apply_step();
+  consecutive_skips_ = 0;
   return true;
 }
 
 template <typename T>
 void SspServer<T>::skip(int rank, const std::string& what) {
-  clock_.check();
-  const long c = clock_.clock(rank) + 1;
-  for (int s = 0; s < map_.shards(); ++s) {
-    std::lock_guard<std::mutex> lock(shard_mu_[s]);
-    shards_[s]->note_applied(rank, c);
-  }
-  clock_.skip_push(rank, c, what);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (aborted_) throw Error(abort_reason_);
+  skip_locked(rank, what);
 }
 
 template <typename T>
-void SspServer<T>::read_rows(int rank, int id, std::vector<int> rows) {
-  const auto& ids = map_.sparse_ids();
-  const auto at = std::find(ids.begin(), ids.end(), id);
-  if (at == ids.end())
-    fail("SSP: read_rows: parameter {} is not an embedding table (sparse_rows)", id);
-  rows_.at(rank)[at - ids.begin()] = std::move(rows);
-  listed_[rank] = 1;
+void SspServer<T>::skip_locked(int rank, const std::string& what) {
+  const std::string where =
+      fmt::format("SSP: worker {} at clock {}: {}", rank, clock_[rank] + 1, what);
+  if (!skip_nonfinite_) fail_locked(where + "; training stopped");
+  ++skipped_;
+  if (max_skipped_ > 0 && ++consecutive_skips_ >= max_skipped_)
+    fail_locked(fmt::format("training diverged: {} pushes in a row were skipped (the last, {})",
+                            consecutive_skips_, where));
+}
+
+template <typename T>
+long SspServer<T>::skipped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return skipped_;
+}
+
+template <typename T>
+long SspServer<T>::min_clock_locked() const {
+  long m = std::numeric_limits<long>::max();
+  for (int r = 0; r < workers_; ++r)
+    if (!finished_[r]) m = std::min(m, clock_[r]);
+  return m == std::numeric_limits<long>::max() ? 0 : m;
 }
 
 template <typename T>
 void SspServer<T>::advance(int rank, ParamStore<T>& replica) {
   if (hook_) hook_(rank, clock(rank));
-  const long c = clock_.tick(rank);
-  clock_.wait_readable(rank, c);
-  // The read: every shard's dense slice and the rows this worker needs.
-  long oldest = std::numeric_limits<long>::max(), newest = 0, bytes = 0;
-  std::vector<char> req, reply;
-  for (int s = 0; s < map_.shards(); ++s) {
-    long& since = since_[rank][s];
-    const ReadRows mode = listed_[rank] ? ReadRows::Listed
-                          : since < 0   ? ReadRows::All
-                                        : ReadRows::Dirty;
-    encode_read(map_, s, rank, c - staleness(), mode, since, &rows_[rank], req);
-    {
-      std::lock_guard<std::mutex> lock(shard_mu_[s]);
-      const auto& applied = shards_[s]->applied();
-      shards_[s]->serve_read(req, clock_.complete_through(applied), SspClock::newest(applied),
-                             reply);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (aborted_) throw Error(abort_reason_);
+  const long c = ++clock_[rank];
+  cv_.notify_all();
+  auto ready = [&] { return aborted_ || min_clock_locked() >= c - staleness_; };
+  if (!ready()) {
+    ++waits_;
+    if (!cv_.wait_for(lock, timeout_, ready)) {
+      std::string slow;
+      for (int r = 0; r < workers_; ++r)
+        if (!finished_[r] && clock_[r] < c - staleness_)
+          slow += fmt::format("{}{} (clock {})", slow.empty() ? "" : ", ", r, clock_[r]);
+      fail_locked(fmt::format("SSP: worker {} at clock {} waited {} ms for worker(s) {}", rank, c,
+                              timeout_.count(), slow));
     }
-    const ReadResult r = decode_read(map_, s, reply, replica);
-    // A listed read leaves the other rows as they were: the next unlisted
-    // read must return them all.
-    since = mode == ReadRows::Listed ? -1 : r.version;
-    oldest = std::min(oldest, r.oldest);
-    newest = std::max(newest, r.newest);
-    bytes += r.bytes;
   }
-  listed_[rank] = 0;
-  for (auto& r : rows_[rank]) r.clear();
-  clock_.record_read(rank, c, oldest, newest, bytes);
+  if (aborted_) throw Error(abort_reason_);
+  const long lead = c - min_clock_locked();
+  max_lead_ = std::max(max_lead_, lead);
+  ++histogram_[lead];
+  // Read: the master's parameters into the replica.
+  std::copy(master_.params_flat(), master_.params_flat() + master_.total_elements(),
+            replica.params_flat());
 }
 
 template <typename T>
 void SspServer<T>::finish(int rank) {
-  clock_.finish(rank);
   std::lock_guard<std::mutex> lock(mu_);
-  if (++finished_ == workers_) collect(master_);
+  finished_[rank] = 1;
+  cv_.notify_all();
 }
 
 template <typename T>
 void SspServer<T>::start_epoch() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    finished_ = 0;
-  }
-  clock_.start_epoch();
-  load_shards();
+  std::lock_guard<std::mutex> lock(mu_);
+  std::fill(finished_.begin(), finished_.end(), 0);
 }
 
 template <typename T>
-void SspServer<T>::collect(ParamStore<T>& full) {
-  auto f = FlatState<T>::of(full);
-  for (int s = 0; s < map_.shards(); ++s) {
-    std::lock_guard<std::mutex> lock(shard_mu_[s]);
-    shards_[s]->store(f);
-  }
-  f.store_into(full);
+long SspServer<T>::clock(int rank) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return clock_.at(rank);
+}
+
+template <typename T>
+long SspServer<T>::min_clock() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return min_clock_locked();
+}
+
+template <typename T>
+long SspServer<T>::max_lead() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_lead_;
 }
 
 template <typename T>
 long SspServer<T>::waits() const {
-  const auto w = stats().waits;
-  return std::accumulate(w.begin(), w.end(), 0L);
+  std::lock_guard<std::mutex> lock(mu_);
+  return waits_;
+}
+
+template <typename T>
+std::map<long, long> SspServer<T>::staleness_histogram() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return histogram_;
+}
+
+template <typename T>
+long SspServer<T>::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
 }
 
 template class SspServer<float>;

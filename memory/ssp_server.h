@@ -1,90 +1,90 @@
 // SspServer: a parameter server with bounded staleness (SSP, as in Petuum /
-// Bösen) for W workers in one process (the thread transport).
+// Bösen) for W workers in one process.
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "memory/param_store.h"
-#include "memory/shard_map.h"
-#include "memory/ssp_clock.h"
-#include "memory/ssp_endpoint.h"
-#include "memory/ssp_shard.h"
 
 namespace copse::memory {
 
-// The parameters and the optimizer state live in min(W, ShardMap::max_shards)
-// shards (memory/shard_map.h), each with its own lock, so that reads of
-// different shards run in parallel; the master ParamStore is where they come
-// from and go back to:
-//  - the constructor and start_epoch() load the shards from the master (so
-//    the master may be changed between epochs, e.g. by a resume);
-//  - when the last worker calls finish(), the shards are collected into the
-//    master (parameters, optimizer state, step counts): between epochs the
-//    master holds the whole trained state, as before sharding.
-// Each worker keeps a replica (a ParamStore of the same layout, in host
-// memory, no optimizer needed) and follows SspEndpoint's loop. push() takes
-// the shards' locks in order and every shard takes the push or none does
-// (one optimizer step per push: the update is the master's would be). The
-// clock rule, its statistics and its failures are SspClock's.
+// The master ParamStore holds the parameters and the optimizer. Each worker
+// keeps a replica (a ParamStore of the same layout, no optimizer needed) and,
+// once per clock:
+//   1. computes gradients on its replica,
+//   2. push(): the master applies them at once (one optimizer step per push),
+//   3. advance(): its clock goes c -> c+1; it blocks while the slowest worker
+//      is more than `staleness` clocks behind, i.e. until min clock >= c+1-s,
+//      then copies the master parameters into its replica.
+// So a worker reading at clock c sees every update from clocks <= c-s-1 (and
+// possibly newer ones), and no worker ever runs more than s clocks ahead of
+// the slowest. staleness 0 is bulk-synchronous with per-worker updates.
 template <typename T>
-class SspServer : public SspEndpoint<T> {
+class SspServer {
  public:
   SspServer(ParamStore<T>& master, int workers, int staleness,
             std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
-  bool push(int rank, ParamStore<T>& replica) override;
-  void skip(int rank, const std::string& what) override;
-  void read_rows(int rank, int id, std::vector<int> rows) override;
-  void advance(int rank, ParamStore<T>& replica) override;
-  void finish(int rank) override;
-  void start_epoch() override;
-  void abort(int rank, const std::string& why) override;
-  void collect(ParamStore<T>& full) override;
+  // Applies the replica's gradients as one master step; returns false when
+  // the step was skipped because the update would have written a non-finite
+  // value (see set_nonfinite_policy; the master is then unchanged).
+  bool push(int rank, ParamStore<T>& replica);
+  // A worker whose gradient cannot be used (e.g. a non-finite loss): counted
+  // as a skipped push, or a failure of every worker, as in push().
+  void skip(int rank, const std::string& what);
   // Without `skip` a non-finite update fails every worker (the error names
   // the worker, its clock and the parameter); with it the push is skipped,
   // and `max_consecutive` skipped pushes in a row (0: no limit) fail them as
   // diverged. Default: fail.
-  void set_nonfinite_policy(bool skip, int max_consecutive) override {
-    clock_.set_nonfinite_policy(skip, max_consecutive);
+  void set_nonfinite_policy(bool skip, int max_consecutive) {
+    skip_nonfinite_ = skip;
+    max_skipped_ = max_consecutive;
   }
-  long clock(int rank) const override { return clock_.clock(rank); }
-  SspStats stats() const override { return clock_.stats(); }
-
+  long skipped() const;  // pushes skipped so far
+  void advance(int rank, ParamStore<T>& replica);
+  // A worker that has no more work leaves: the others stop waiting for it.
+  void finish(int rank);
+  // Every worker is active again (call before the workers start a new pass).
+  void start_epoch();
+  void abort(int rank, const std::string& why);
   // Test hook, called at the start of advance() (e.g. to delay a worker).
   void set_straggler_hook(std::function<void(int rank, long clock)> hook) { hook_ = std::move(hook); }
 
-  int staleness() const { return clock_.staleness(); }
-  int shards() const { return map_.shards(); }
-  const ShardMap& shard_map() const { return map_; }
-  long min_clock() const { return clock_.min_clock(); }
-  long skipped() const { return stats().skipped; }
+  int staleness() const { return staleness_; }
+  long clock(int rank) const;
+  long min_clock() const;
   // Largest (own clock - slowest clock) ever seen when a worker proceeded.
-  long max_lead() const { return stats().max_lead; }
-  long waits() const;                                 // times a worker had to block
-  std::map<long, long> staleness_histogram() const { return stats().lead_histogram; }
-  long bytes() const { return stats().bytes_pushed; }  // gradient bytes pushed
+  long max_lead() const;
+  long waits() const;  // times a worker had to block
+  std::map<long, long> staleness_histogram() const;  // lead -> count
+  long bytes() const;  // gradient bytes pushed
 
  private:
-  void load_shards();
+  long min_clock_locked() const;
+  [[noreturn]] void fail_locked(const std::string& why);
+  void skip_locked(int rank, const std::string& what);
 
   ParamStore<T>& master_;
-  const int workers_;
-  SspClock clock_;
-  ShardMap map_;
-  std::vector<std::unique_ptr<SspShard<T>>> shards_;
-  std::vector<std::mutex> shard_mu_;  // [shards]
+  const int workers_, staleness_;
+  const std::chrono::milliseconds timeout_;
   std::function<void(int, long)> hook_;
-  std::mutex mu_;  // finished_ and the replicas' read state below
-  int finished_ = 0;
-  std::vector<std::vector<long>> since_;              // [workers][shards]: version last read; -1 all
-  std::vector<std::vector<std::vector<int>>> rows_;   // [workers][tables]: listed rows
-  std::vector<char> listed_;                          // [workers]: read_rows() since last advance
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<long> clock_;
+  std::vector<char> finished_;
+  long max_lead_ = 0, waits_ = 0, bytes_ = 0;
+  std::map<long, long> histogram_;
+  bool skip_nonfinite_ = false;
+  int max_skipped_ = 0;
+  long skipped_ = 0, consecutive_skips_ = 0;
+  bool aborted_ = false;
+  std::string abort_reason_;
 };
 
 extern template class SspServer<float>;
