@@ -31,6 +31,8 @@ class InternalError : public std::logic_error {
 
 }  // namespace copse
 
+// Throws InternalError naming the file, line and condition when `cond` is
+// false; checked in every build type.
 #define COPSE_ASSERT(cond)                                                          \
   do {                                                                              \
     if (!(cond))                                                                    \

@@ -28,7 +28,7 @@ class Arena {
   Arena& operator=(const Arena&) = delete;
 
   // count elements, 64-byte aligned, contents undefined; nullptr for count 0.
-  // Valid until the next reset().
+  // Valid until the next reset(). Throws Error when the backend cannot allocate.
   T* alloc(std::size_t count);
   // Frees every block (logically) and merges the chunks (see above).
   void reset();

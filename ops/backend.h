@@ -38,7 +38,7 @@ template <typename T>
 class Backend {
  public:
   virtual ~Backend() = default;
-  // "cpu", "cuda".
+  // For messages: "cpu", or the CUDA backend's "cuda:<gpu> (<GPU name>)".
   virtual std::string name() const = 0;
 
   // Memory in this backend's space; alignment at least 64 bytes.

@@ -27,7 +27,7 @@ const char* phase_name(Phase p);
 struct PlanBuffer {
   Domain domain = Domain::Vertex;  // vertex rows or edge rows
   int width = 0;                   // columns
-  std::string name;                // for to_string()
+  std::string name;                // for debugging: a value's, or "<param>.merged" / ".in<k>"
 };
 
 // Where a node's value lives: columns [col, col+width) of a buffer. Gradients
@@ -127,7 +127,7 @@ struct ExecPlan {
 
   // MatMul steps in phase p.
   int num_gemm_steps(Phase p) const;
-  // The plan, readable (buffers, values, regions, steps), for debugging.
+  // The function (VertexFunction::to_string), then one line per step, for debugging.
   std::string to_string() const;
 };
 
@@ -139,9 +139,9 @@ struct CompileOptions {
   bool optimize_programs = true;  // false: fused programs as derived (ops::optimize_fused skipped)
 };
 
-// Compiles `fn`: phases, fusion, GEMM merging, buffer layout, strided views,
-// the schedule. Throws copse::Error naming the function and node for what
-// it cannot compile.
+// Compiles `fn` (as built by VertexBuilder::build()): phases, fusion, GEMM
+// merging, buffer layout, strided views, the schedule. Throws only for a bug
+// of the compiler (copse::InternalError; copse::Error from FusedProgram::finalize).
 ExecPlan compile(const VertexFunction& fn, const CompileOptions& opts = {});
 
 }  // namespace copse::vertex
