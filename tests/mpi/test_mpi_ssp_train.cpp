@@ -18,6 +18,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "models/checkpoint.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -102,7 +104,8 @@ TEST_F(MpiSspTrain, TrainsNearBspAndReportsTheMeasuredBound) {
 }
 
 // Rank 1 stops answering at clock 5: the others fail within the timeout
-// naming it; a rank that dies ends the job too.
+// naming it. Rank 2 dies in epoch 2: the job ends, the checkpoint of epoch 1
+// (a state every shard reached) stays and resumes under mpirun.
 TEST_F(MpiSspTrain, SilentOrDeadRankEndsTheJobInBoundedTime) {
   Result hung = shell(fmt::format("{} {} --staleness 1 --sync-timeout 2 --out {}",
                                   mpirun(3, "COPSE_TEST_FAULT=hang:1:5"), kRun, out("hung")),
@@ -111,12 +114,25 @@ TEST_F(MpiSspTrain, SilentOrDeadRankEndsTheJobInBoundedTime) {
   EXPECT_LT(hung.seconds, 60.0);
   EXPECT_NE(hung.err.find("copse: error: rank "), std::string::npos) << hung.err;
   EXPECT_NE(hung.err.find("rank(s) 1"), std::string::npos) << hung.err;
-  Result killed = shell(fmt::format("{} {} --staleness 1 --sync-timeout 2 --out {}",
-                                    mpirun(3, "COPSE_TEST_FAULT=kill:2:5"), kRun, out("killed")),
+  Result killed = shell(fmt::format("{} {} --staleness 1 --sync-timeout 5 --out {}",
+                                    mpirun(3, "COPSE_TEST_FAULT=kill:2:150"), kRun, out("killed")),
                         dir_);
   EXPECT_NE(killed.status, 0);
   EXPECT_LT(killed.seconds, 60.0);
-  EXPECT_NE(killed.err.find("test fault: worker 2, step 5: kill"), std::string::npos) << killed.err;
+  EXPECT_NE(killed.err.find("test fault: worker 2, step 150: kill"), std::string::npos)
+      << killed.err;
+  const auto first = last_metrics(out("killed"));
+  EXPECT_EQ(first["epoch"].get<int>(), 1);
+  const long per_epoch = first["steps"].get<long>();
+  ASSERT_LT(per_epoch, 150);
+  EXPECT_EQ(copse::models::load_checkpoint(out("killed") + "/checkpoint.safetensors").step,
+            per_epoch);
+  Result resumed = shell(mpirun(3) + " train --quiet --transport mpi --resume " + out("killed"), dir_);
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  const auto last = last_metrics(out("killed"));
+  EXPECT_EQ(last["epoch"].get<int>(), 2);
+  EXPECT_EQ(last["staleness"].get<int>(), 1);
+  EXPECT_EQ(last["ssp_violations"].get<long>(), 0);
 }
 
 TEST_F(MpiSspTrain, BadStalenessIsAOneLineErrorAndWritesNothing) {

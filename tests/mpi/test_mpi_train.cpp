@@ -235,9 +235,10 @@ TEST_F(MpiTrain, BadOptionsAreClearErrors) {
   Result r = mpirun(2, base + " --workers 3", dir_);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("--workers 3 disagrees with the 2 MPI rank(s)"), std::string::npos) << r.err;
-  r = mpirun(2, base + " --staleness 1", dir_);
+  r = mpirun(2, base + " --staleness 1", dir_, "", "nccl");
   EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("--staleness (SSP) needs --transport thread"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--staleness (SSP) runs over --transport thread or mpi"), std::string::npos)
+      << r.err;
   r = mpirun(2, base, dir_, "", "thread");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("one of 2 MPI ranks"), std::string::npos) << r.err;
