@@ -86,10 +86,10 @@ struct SyncReport {
   // completed by all workers, parameter bytes pulled, seconds each worker
   // blocked on the bound.
   std::map<long, long> staleness_histogram;
-  long violations = 0;
-  long clocks = 0;
-  long pulled_bytes = 0;
-  std::vector<double> worker_wait_s;
+  long violations = 0;               // reads beyond the bound (must stay 0)
+  long clocks = 0;                   // clocks completed by all workers
+  long pulled_bytes = 0;             // parameter bytes the replicas read back
+  std::vector<double> worker_wait_s;  // [workers] seconds blocked on the bound
 };
 
 // The training step over a model and its data-parallel replicas (see the
