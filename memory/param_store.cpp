@@ -426,7 +426,7 @@ std::string ParamStore<T>::prepare_step(double grad_bound) {
   ++elementwise_checks_;
   const T* s0 = state_;
   const T* s1 = state_slots_ > 1 ? state_ + total_ : nullptr;
-  if (dense_ > 0) backend_.optimizer_check(cfg_, t, dense_, params_, grads_, s0, s1, 0);
+  if (dense_ > 0) backend_.optimizer_check(dense_config(), t, dense_, params_, grads_, s0, s1, 0);
   for (int i : sparse_ids_) {
     const std::vector<int>& rows = touched_rows(i);
     const std::size_t o = offset_[i];
@@ -456,7 +456,7 @@ void ParamStore<T>::apply_step() {
   T* s0 = state_;
   T* s1 = state_slots_ > 1 ? state_ + total_ : nullptr;
   backend_.take_written_bounds();  // nothing stale
-  backend_.optimizer_update(cfg_, t, dense_, params_, grads_, s0, s1);
+  backend_.optimizer_update(dense_config(), t, dense_, params_, grads_, s0, s1);
   for (int i : sparse_ids_) {
     const std::vector<int>& rows = touched_rows(i);
     const std::size_t o = offset_[i];

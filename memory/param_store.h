@@ -112,6 +112,11 @@ class ParamStore {
   bool has_optimizer() const { return has_optimizer_; }
   // Changes the optimizer's learning rate (its state is kept).
   void set_learning_rate(float lr);
+  // The dense parameters' L2 weight decay is the optimizer's l2 times
+  // `scale` (sparse rows keep the full l2). An SSP shard applies W pushes
+  // per clock, one optimizer step each: scale 1/W decays the dense
+  // parameters once per clock, as one bulk-synchronous step does.
+  void set_dense_l2_scale(float scale) { dense_l2_scale_ = scale; }
   // The exchange prepare_step() calls first (not owned; nullptr: none).
   void set_grad_sync(GradSync<T>* sync) { sync_ = sync; }
 
@@ -212,7 +217,14 @@ class ParamStore {
   T* state_ = nullptr;   // [state_slots_, total_]: SGD momentum v; Adagrad h; Adam m, v
   int state_slots_ = 0;
   bool has_optimizer_ = false;
+  // The optimizer of the dense buffer: cfg_ with its l2 scaled.
+  OptimizerConfig dense_config() const {
+    OptimizerConfig c = cfg_;
+    c.l2 *= dense_l2_scale_;
+    return c;
+  }
   OptimizerConfig cfg_;
+  float dense_l2_scale_ = 1.f;  // see set_dense_l2_scale()
   long step_count_ = 0;
   long optimizer_steps_ = 0;  // since set_optimizer: Adam's t
   GradSync<T>* sync_ = nullptr;

@@ -99,6 +99,9 @@ SspShard<T>::SspShard(const ShardMap& map, int shard, int workers, OptimizerConf
   store_->finalize();
   cfg.clip_norm = 0.f;
   store_->set_optimizer(cfg);
+  // A clock is `workers` pushes, each an optimizer step: the dense
+  // parameters decay once per clock in all, as under BSP.
+  store_->set_dense_l2_scale(1.f / static_cast<float>(workers));
   applied_.assign(workers, 0);
 }
 

@@ -141,8 +141,6 @@ int run_train(const TrainOptions& given) {
   }
   TestFault fault = test_fault_from_env(o.transport);
   const bool ssp = trainer.ssp();
-  if (ssp && o.checkpoint_every > 0)
-    fail("--checkpoint-every is not supported with --staleness (SSP checkpoints at epoch ends)");
   auto& ps = model.params();
 
   std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ULL);
@@ -237,12 +235,23 @@ int run_train(const TrainOptions& given) {
     Progress bar(fmt::format("epoch {}/{}", epoch, o.epochs), static_cast<long>(order.size()),
                  task->unit(), stderr, false);
     if (!o.progress) bar.finish();
-    if (ssp) {
-      // Every worker walks its shares of this epoch's batches; one clock per batch.
-      double t0 = now_s();
+    // SSP: every worker walks its shares of the batches, one clock per batch.
+    // With --checkpoint-every N the epoch runs in segments that end at the
+    // steps N divides; run_async returns once every worker has pushed its
+    // last clock of the segment and every shard has applied those pushes
+    // (over MPI the shards are then collected into every rank's model), so
+    // the checkpoint between two segments is the state at one clock that all
+    // shards have reached. Resuming runs the rest of the epoch from there.
+    while (ssp && st.next < static_cast<long>(order.size())) {
+      const double t0 = now_s();
+      size_t end = order.size();
+      if (o.checkpoint_every > 0) {
+        const long clocks = o.checkpoint_every - st.step % o.checkpoint_every;
+        end = std::min(order.size(), static_cast<size_t>(st.next + clocks * o.batch));
+      }
       std::vector<std::vector<const scheduler::Graph*>> batches;
-      for (size_t i = 0; i < order.size(); i += o.batch)
-        batches.push_back(task->graphs(order, i, std::min(order.size(), i + o.batch)));
+      for (size_t i = st.next; i < end; i += o.batch)
+        batches.push_back(task->graphs(order, i, std::min(end, i + o.batch)));
       AsyncResult a;
       try {
         a = trainer.run_async(batches, fmt::format("epoch {}", epoch));
@@ -256,8 +265,10 @@ int run_train(const TrainOptions& given) {
                    epoch, a.skipped, a.skipped == 1 ? "" : "es");
       st.loss_sum += a.loss, st.labelled += a.labelled;
       st.step += static_cast<long>(batches.size());
-      st.next = static_cast<long>(order.size());
+      st.next = static_cast<long>(end);
       st.train_s += now_s() - t0;
+      bar.update(st.next, fmt::format("loss {:.3f}", st.loss_sum / std::max(1L, st.labelled)));
+      if (o.checkpoint_every > 0 && st.step % o.checkpoint_every == 0) checkpoint();
     }
     for (size_t i = st.next; i < order.size(); i += o.batch) {
       double t0 = now_s();

@@ -78,6 +78,7 @@ struct Trainer::Impl {
   std::unique_ptr<memory::SspEndpoint<float>> server;
   bool mpi_ssp = false;
   models::TestFault fault;
+  models::Straggler straggle;  // COPSE_TEST_STRAGGLE (with test_faults)
   bool is_ssp = false;
   bool failed = false;  // an SSP run threw: no collective may follow
   long ssp_reported_waits = 0;
@@ -101,8 +102,10 @@ struct Trainer::Impl {
       const auto& shard = shards[local[k]];
       if (shard.empty()) return;
       Batch b = make(shard);
+      const double t0 = models::now_s();
       part[k][0] = workers[k]->train(b, scale);
       part[k][1] = static_cast<double>(workers[k]->labelled(b));
+      straggle.delay(local[k], step_no, tr->workers(), models::now_s() - t0);
       maybe_inject_fault(fault, local[k], step_no, wps, FaultPhase::Gradient);
       // Before the exchange each worker holds its own shard's gradient: the
       // sum is finite iff every worker's norm is, and no entry of the sum
@@ -164,7 +167,10 @@ Trainer::Trainer(Model& model, const TrainerOptions& opts) : impl_(std::make_uni
     fail("the {} backend trains one worker for now ({} asked for): the gradient exchanges read "
          "host memory; use the cpu backend for data parallelism",
          model.backend().name(), o.workers);
-  if (o.test_faults) I.fault = models::test_fault_from_env(o.transport);
+  if (o.test_faults) {
+    I.fault = models::test_fault_from_env(o.transport);
+    I.straggle = models::straggler_from_env();
+  }
   I.mpi_ssp = o.staleness >= 0 && o.transport == "mpi" && o.workers > 1;
   I.is_ssp = o.staleness >= 0 && o.workers > 1;
   model.params().set_optimizer(o.optimizer);
@@ -301,7 +307,9 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
           std::vector<const Graph*> part;
           for (int k : shards[r]) part.push_back(gb[k]);
           Batch b = batch_of(part);
+          const double t0 = models::now_s();
           const double l = wm.core().train_batch(b.graphs, 1.0f / static_cast<float>(gb.size()));
+          I.straggle.delay(r, server.clock(r) + 1, W, models::now_s() - t0);
           if (!std::isfinite(l)) {
             server.skip(r, fmt::format("{}batch {}: non-finite loss", where, i));
             server.advance(r, wm.params());
@@ -345,18 +353,19 @@ AsyncResult Trainer::run_async(const std::vector<std::vector<const Graph*>>& bat
 Evaluation Trainer::evaluate(const std::vector<Batch>& batches) {
   auto& I = *impl_;
   Evaluation total;
-  if (I.is_ssp) {
+  if (I.is_ssp && !I.mpi_ssp) {  // threads: the server's store, in this thread
     for (const auto& b : batches) I.model.evaluate(b, total);
     return total;
   }
-  // Each worker evaluates every W-th batch; the sums are the same bits on
+  // Each worker evaluates every W-th batch (on its replica; under MPI SSP on
+  // its rank's copy of the collected model); the sums are the same bits on
   // every rank.
   const auto& local = I.tr->local_workers();
   std::vector<std::vector<double>> part(local.size(), std::vector<double>(8, 0.0));
   I.tr->run_local([&](int k) {
     Evaluation e;
-    for (size_t b = local[k]; b < batches.size(); b += I.tr->workers())
-      I.workers[k]->evaluate(batches[b], e);
+    Model& m = I.mpi_ssp ? I.model : *I.workers[k];
+    for (size_t b = local[k]; b < batches.size(); b += I.tr->workers()) m.evaluate(batches[b], e);
     const auto& c = e.counts;
     part[k] = {double(c.trees),          double(c.fine_correct), double(c.binary_trees),
                double(c.binary_correct), c.loss,                 double(c.vertices),

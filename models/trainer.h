@@ -49,7 +49,9 @@ struct TrainerOptions {
   bool skip_nonfinite = false;
   int max_skipped = 20;  // see skip_nonfinite
   int threads = 1;           // math threads per worker (thread transport)
-  bool test_faults = false;  // act on COPSE_TEST_FAULT (copse's failure tests)
+  // Act on COPSE_TEST_FAULT and COPSE_TEST_STRAGGLE (copse's failure tests
+  // and benchmarks; models/transport.h).
+  bool test_faults = false;
 };
 
 // What one step did.
@@ -125,7 +127,8 @@ class Trainer {
   AsyncResult run_async(const std::vector<std::vector<const Graph*>>& batches,
                         const std::string& tag = "");
 
-  // Forward only; under BSP the workers share the batches.
+  // Forward only; under BSP, and under SSP over MPI, the workers share the
+  // batches (SSP over threads: the server's store evaluates them all).
   Evaluation evaluate(const std::vector<Batch>& batches);
   // The same over graphs, `batch` at a time.
   Evaluation evaluate(const std::vector<const Graph*>& graphs, int batch = 256);

@@ -7,9 +7,11 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "common/error.h"
@@ -187,6 +189,46 @@ TestFault test_fault_from_env(const std::string& transport) {
   if (transport == "thread" && (f.kind == TestFault::Hang || f.kind == TestFault::Perturb))
     fail("COPSE_TEST_FAULT={}: needs --transport mpi or nccl", kind);
   return f;
+}
+
+Straggler straggler_from_env() {
+  Straggler s;
+  const char* env = std::getenv("COPSE_TEST_STRAGGLE");
+  if (!env || !*env) return s;
+  const std::string v = env;
+  const auto colon = v.find(':');
+  char* end = nullptr;
+  bool ok = colon != std::string::npos && colon > 0;
+  if (ok) {
+    const std::string who = v.substr(0, colon), factor = v.substr(colon + 1);
+    s.any = who == "any";
+    if (!s.any) {
+      s.worker = static_cast<int>(std::strtol(who.c_str(), &end, 10));
+      ok = *end == 0 && s.worker >= 0;
+    } else {
+      s.worker = 0;
+    }
+    s.factor = std::strtod(factor.c_str(), &end);
+    ok = ok && !factor.empty() && *end == 0 && std::isfinite(s.factor) && s.factor >= 1;
+  }
+  if (!ok) fail("COPSE_TEST_STRAGGLE='{}': expected WHO:FACTOR (WHO a worker or 'any', FACTOR >= 1)", v);
+  return s;
+}
+
+bool Straggler::slows(int w, long step, int workers) const {
+  if (worker < 0 || factor <= 1) return false;
+  if (!any) return w == worker;
+  // splitmix64 of the step: every rank draws the same worker.
+  std::uint64_t z = static_cast<std::uint64_t>(step) + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<int>(z % static_cast<std::uint64_t>(workers)) == w;
+}
+
+void Straggler::delay(int w, long step, int workers, double compute_s) const {
+  if (!slows(w, step, workers) || compute_s <= 0) return;
+  std::this_thread::sleep_for(std::chrono::duration<double>((factor - 1) * compute_s));
 }
 
 bool omit_batch(TestFault& f, long step) {

@@ -91,4 +91,20 @@ enum class FaultPhase { Gradient, Exchange };
 void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<float>& ps,
                         FaultPhase phase);
 
+// Test and benchmark hook: COPSE_TEST_STRAGGLE=WHO:FACTOR makes worker WHO
+// (a number, or `any`: at every step, or SSP clock, one worker drawn from
+// the step's number, the same draw on every rank) compute FACTOR times
+// slower: after its forward and backward pass it sleeps FACTOR - 1 times as
+// long as they took. Unset: no worker is slowed.
+struct Straggler {
+  int worker = -1;  // -1: none
+  bool any = false;
+  double factor = 1;
+  // Whether worker `w` of `workers` is the slowed one at `step`.
+  bool slows(int w, long step, int workers) const;
+  // Sleeps (factor - 1) * compute_s if `w` is slowed at `step`.
+  void delay(int w, long step, int workers, double compute_s) const;
+};
+Straggler straggler_from_env();
+
 }  // namespace copse::models

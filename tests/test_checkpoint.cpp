@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -149,6 +150,46 @@ TEST_F(Checkpoint, KilledRelatednessRunsResumeToBitIdenticalParameters) {
   check_kill_and_resume(dir_, {"--task", "relatedness", "--model", "child-sum-lstm", "--data",
                                data.string()},
                         777);
+}
+
+// SSP with --checkpoint-every: the epoch runs in segments, and each
+// checkpoint is the state at a clock every shard has reached. Two workers at
+// staleness 0 with batches of one tree (the second worker's share empty) walk
+// the one-worker BSP trajectory under SGD; a run killed mid-epoch (worker 0,
+// clock 420 of 2 x 300) resumes from its checkpoint at step 400 and ends
+// with the BSP run's parameters.
+TEST_F(Checkpoint, SspMidEpochCheckpointsResumeToBspParameters) {
+  const fs::path data = dir_ / "synth";
+  ASSERT_EQ(run("synth --out " + data.string() + " --train 300 --dev 20 --test 20 --seed 3", dir_),
+            0);
+  const std::string base = "train --data " + data.string() +
+                           " --epochs 2 --embed 8 --hidden 8 --batch 1 --optimizer sgd --lr 0.05 "
+                           "--l2 0 --seed 5 --threads 1 --checkpoint-every 100 --quiet ";
+  std::string err;
+  const fs::path ref = dir_ / "bsp", out = dir_ / "ssp";
+  ASSERT_EQ(run(base + "--workers 1 --out " + ref.string(), dir_, &err), 0) << err;
+  EXPECT_NE(run(base + "--workers 2 --staleness 0 --out " + out.string(), dir_, &err,
+                "COPSE_TEST_FAULT=kill:0:420 "),
+            0);
+  ASSERT_NE(err.find("test fault: worker 0"), std::string::npos) << err;
+  const auto mid = copse::models::load_checkpoint((out / "checkpoint.safetensors").string());
+  EXPECT_EQ(mid.epoch, 2);
+  EXPECT_EQ(mid.step, 400);
+  EXPECT_EQ(mid.next, 100);
+  ASSERT_EQ(run("train --resume " + out.string() + " --quiet", dir_, &err), 0) << err;
+  const std::vector<float> x = final_params(ref), y = final_params(out);
+  ASSERT_EQ(x.size(), y.size());
+  const std::vector<float> first = mid.params;
+  double moved = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_NEAR(x[i], y[i], 1e-6) << i;
+    moved = std::max(moved, std::abs(double(y[i]) - first[i]));
+  }
+  EXPECT_GT(moved, 1e-3);  // the resumed part trained
+  std::ifstream metrics(out / "metrics.jsonl");
+  int lines = 0;
+  for (std::string l; std::getline(metrics, l);) lines += !l.empty();
+  EXPECT_EQ(lines, 2);
 }
 
 TEST_F(Checkpoint, CorruptOrTruncatedCheckpointIsRefused) {

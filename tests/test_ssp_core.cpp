@@ -231,6 +231,8 @@ TEST(SspCore, ShardedOptimizerEqualsOneStoreStepByStep) {
   ref.init(3);
   master.set_optimizer(oc);
   ref.set_optimizer(oc);
+  // Each shard decays its dense slice by l2 / W per push (W pushes a clock).
+  ref.set_dense_l2_scale(1.f / 3);
   memory::SspServer<float> server(master, 3, 10, std::chrono::seconds(10));
   ASSERT_EQ(server.shards(), 3);
   std::vector<std::unique_ptr<ParamStore<float>>> reps;

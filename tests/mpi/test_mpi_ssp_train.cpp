@@ -7,7 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -56,6 +59,16 @@ Result shell(const std::string& cmd, const fs::path& dir) {
   return r;
 }
 
+std::string stdout_of(const std::string& cmd) {
+  std::string text;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
+    ::pclose(p);
+  }
+  return text;
+}
+
 std::string mpirun(int ranks, const std::string& env = "") {
   return fmt::format("{} {} {} --oversubscribe --bind-to none {} {} {}", kEnv, env, COPSE_MPIEXEC,
                      COPSE_MPIEXEC_NUMPROC_FLAG, ranks, kCopse);
@@ -100,6 +113,25 @@ TEST_F(MpiSspTrain, TrainsNearBspAndReportsTheMeasuredBound) {
     ASSERT_EQ(m["ssp_wait_s"].size(), 3u);
     EXPECT_GT(m["ssp_bytes_pushed_per_clock"].get<double>(), 0);
     EXPECT_GT(m["ssp_bytes_pulled_per_clock"].get<double>(), 0);
+    // The ranks share the evaluation (each its part of the test trees, the
+    // counts summed): the best-dev epoch's test accuracy is what `copse
+    // eval` gives the saved model on the same trees (the default data is
+    // `copse synth --seed 1`), to a tree of rounding.
+    const std::string synth = out("default_data");
+    if (!fs::exists(synth)) {
+      ASSERT_EQ(shell(kCopse + " synth --seed 1 --out " + synth, dir_).status, 0);
+    }
+    const nlohmann::json ev = nlohmann::json::parse(
+        stdout_of(kCopse + " eval --model " + o + "/model.safetensors --data " + synth + "/test.txt"));
+    nlohmann::json best;
+    std::ifstream lines(o + "/metrics.jsonl");
+    for (std::string l; std::getline(lines, l);) {
+      const auto j = nlohmann::json::parse(l);
+      if (best.is_null() || j["dev_fine"].get<double>() > best["dev_fine"].get<double>()) best = j;
+    }
+    const double trees = ev["trees"].get<double>();
+    ASSERT_GT(trees, 0);
+    EXPECT_NEAR(best["test_fine"].get<double>(), ev["fine"].get<double>(), 1.01 / trees) << "s=" << s;
   }
 }
 
@@ -133,6 +165,45 @@ TEST_F(MpiSspTrain, SilentOrDeadRankEndsTheJobInBoundedTime) {
   EXPECT_EQ(last["epoch"].get<int>(), 2);
   EXPECT_EQ(last["staleness"].get<int>(), 1);
   EXPECT_EQ(last["ssp_violations"].get<long>(), 0);
+}
+
+// --checkpoint-every under MPI SSP: each checkpoint is taken after every
+// rank's pushes up to its clock reached every shard and the shards were
+// collected. Three ranks at staleness 0 with batches of one tree (two empty
+// shares per clock) walk the one-rank trajectory under SGD; a job whose rank
+// 0 dies at clock 200 (of 2 x 150) resumes from step 160 under mpirun and
+// ends with the one-rank run's parameters.
+TEST_F(MpiSspTrain, MidEpochCheckpointsResumeToTheOneRankParameters) {
+  const std::string data = out("synth");
+  ASSERT_EQ(shell(kCopse + " synth --out " + data + " --train 150 --dev 20 --test 20 --seed 4", dir_)
+                .status,
+            0);
+  const std::string run = " train --data " + data +
+                          " --batch 1 --optimizer sgd --lr 0.05 --l2 0 --seed 2 --epochs 2 --embed 8 "
+                          "--hidden 8 --threads 1 --quiet --transport mpi --checkpoint-every 40";
+  Result one = shell(mpirun(1) + run + " --out " + out("one"), dir_);
+  ASSERT_EQ(one.status, 0) << one.err;
+  Result killed =
+      shell(mpirun(3, "COPSE_TEST_FAULT=kill:0:200") + run + " --staleness 0 --sync-timeout 5 --out " +
+                out("ssp"),
+            dir_);
+  EXPECT_NE(killed.status, 0);
+  EXPECT_NE(killed.err.find("test fault: worker 0"), std::string::npos) << killed.err;
+  const auto mid = copse::models::load_checkpoint(out("ssp") + "/checkpoint.safetensors");
+  EXPECT_EQ(mid.epoch, 2);
+  EXPECT_EQ(mid.step, 160);
+  EXPECT_EQ(mid.next, 10);
+  Result resumed = shell(mpirun(3) + " train --quiet --transport mpi --resume " + out("ssp"), dir_);
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  const auto x = copse::models::load_checkpoint(out("one") + "/checkpoint.safetensors").params;
+  const auto y = copse::models::load_checkpoint(out("ssp") + "/checkpoint.safetensors").params;
+  ASSERT_EQ(x.size(), y.size());
+  double moved = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_NEAR(x[i], y[i], 1e-6) << i;
+    moved = std::max(moved, std::abs(double(y[i]) - mid.params[i]));
+  }
+  EXPECT_GT(moved, 1e-3);  // the resumed part trained
 }
 
 TEST_F(MpiSspTrain, BadStalenessIsAOneLineErrorAndWritesNothing) {
