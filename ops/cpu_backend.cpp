@@ -399,6 +399,36 @@ void CpuBackend<T>::scale(std::size_t n, T s, T* x) {
   for (long i = 0; i < ln; ++i) x[i] *= s;
 }
 
+template <typename T>
+void CpuBackend<T>::optimizer_update(const memory::OptimizerConfig& cfg, long t, std::size_t n,
+                                     T* p, const T* g, T* s0, T* s1) {
+  OmpThreadsScope scope(threads_);
+  Backend<T>::optimizer_update(cfg, t, n, p, g, s0, s1);
+}
+
+template <typename T>
+void CpuBackend<T>::optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                                          const int* rows, int width, T* p, const T* g, T* s0,
+                                          T* s1) {
+  OmpThreadsScope scope(threads_);
+  Backend<T>::optimizer_update_rows(cfg, t, n_rows, rows, width, p, g, s0, s1);
+}
+
+template <typename T>
+void CpuBackend<T>::optimizer_check(const memory::OptimizerConfig& cfg, long t, std::size_t n,
+                                    const T* p, const T* g, const T* s0, const T* s1, int tag) {
+  OmpThreadsScope scope(threads_);
+  Backend<T>::optimizer_check(cfg, t, n, p, g, s0, s1, tag);
+}
+
+template <typename T>
+void CpuBackend<T>::optimizer_check_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                                         const int* rows, int width, const T* p, const T* g,
+                                         const T* s0, const T* s1, int tag) {
+  OmpThreadsScope scope(threads_);
+  Backend<T>::optimizer_check_rows(cfg, t, n_rows, rows, width, p, g, s0, s1, tag);
+}
+
 template class CpuBackend<float>;
 template class CpuBackend<double>;
 

@@ -64,6 +64,20 @@ class CpuBackend : public Backend<T> {
   double sum_squares(std::size_t n, const T* x) override;
   void scale(std::size_t n, T s, T* x) override;
 
+  // The host optimizer updates and checks (Backend's), on threads() OpenMP
+  // threads whichever thread calls them (e.g. an SSP shard's progress thread,
+  // whose own OpenMP default is every core).
+  void optimizer_update(const memory::OptimizerConfig& cfg, long t, std::size_t n, T* p,
+                        const T* g, T* s0, T* s1) override;
+  void optimizer_update_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                             const int* rows, int width, T* p, const T* g, T* s0,
+                             T* s1) override;
+  void optimizer_check(const memory::OptimizerConfig& cfg, long t, std::size_t n, const T* p,
+                       const T* g, const T* s0, const T* s1, int tag) override;
+  void optimizer_check_rows(const memory::OptimizerConfig& cfg, long t, int n_rows,
+                            const int* rows, int width, const T* p, const T* g, const T* s0,
+                            const T* s1, int tag) override;
+
  private:
   // Threads for a loop touching `work` elements: threads_, or 1 below
   // kParallelMinWork.
