@@ -116,9 +116,10 @@ for d in runs:
         pushed = sum(m.get("sync_bytes", 0) for m in ms) / steps / W
         moved = sum(m.get("sync_sent_bytes", 0) for m in ms) / steps / W
     else:
-        wait = sum(last["ssp_wait_s"]) / W  # cumulative over the run
-        pushed = last["ssp_bytes_pushed_per_clock"] / W
-        moved = last["ssp_bytes_pulled_per_clock"] / W
+        # Cumulative over the run, per clock of one worker (clocks: all workers' ticks).
+        wait = sum(last["ssp_wait_s"]) / W
+        pushed = last["ssp_bytes_pushed_per_clock"]
+        moved = last["ssp_bytes_pulled_per_clock"]
     wall, user, sys_ = map(float, open(f"{d}.time").read().split()[-3:])
     rows[(W, g, mode)] = dict(rate=trees / train_s, wait=wait, pushed=pushed, moved=moved,
                              fine=last["test_fine"], binary=last["test_binary"],
