@@ -234,7 +234,19 @@ TEST_F(MpiSspTrain, BadStalenessIsAOneLineErrorAndWritesNothing) {
   EXPECT_EQ(differ.status, 2);
   EXPECT_NE(differ.err.find("copse: error: --staleness differs across ranks"), std::string::npos)
       << differ.err;
-  for (const char* d : {"neg", "nccl", "differ"}) EXPECT_FALSE(fs::exists(out(d))) << d;
+  // More shards (ranks) than an embedding table has rows: a vocabulary of 3.
+  const fs::path tiny = dir_ / "tiny";
+  fs::create_directories(tiny);
+  for (const char* f : {"train.txt", "dev.txt", "test.txt"}) std::ofstream(tiny / f) << "(2 a)\n(3 b)\n";
+  Result rows = shell(fmt::format("{} train --data {} --embed 4 --hidden 4 --epochs 1 --transport mpi "
+                                  "--staleness 1 --quiet --out {}",
+                                  mpirun(4), tiny.string(), out("rows")),
+                      dir_);
+  EXPECT_EQ(rows.status, 2);
+  EXPECT_NE(rows.err.find("copse: error: SSP: 4 shards but embedding table 'embed' has only 3 rows"),
+            std::string::npos)
+      << rows.err;
+  for (const char* d : {"neg", "nccl", "differ", "rows"}) EXPECT_FALSE(fs::exists(out(d))) << d;
 }
 
 }  // namespace
