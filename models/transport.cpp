@@ -205,8 +205,6 @@ Straggler straggler_from_env() {
     if (!s.any) {
       s.worker = static_cast<int>(std::strtol(who.c_str(), &end, 10));
       ok = *end == 0 && s.worker >= 0;
-    } else {
-      s.worker = 0;
     }
     s.factor = std::strtod(factor.c_str(), &end);
     ok = ok && !factor.empty() && *end == 0 && std::isfinite(s.factor) && s.factor >= 1;
@@ -216,8 +214,8 @@ Straggler straggler_from_env() {
 }
 
 bool Straggler::slows(int w, long step, int workers) const {
-  if (worker < 0 || factor <= 1) return false;
-  if (!any) return w == worker;
+  if (factor <= 1) return false;
+  if (!any) return w == worker;  // worker -1: none
   // splitmix64 of the step: every rank draws the same worker.
   std::uint64_t z = static_cast<std::uint64_t>(step) + 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

@@ -97,8 +97,8 @@ void maybe_inject_fault(TestFault& f, int worker, long step, memory::ParamStore<
 // slower: after its forward and backward pass it sleeps FACTOR - 1 times as
 // long as they took. Unset: no worker is slowed.
 struct Straggler {
-  int worker = -1;  // -1: none
-  bool any = false;
+  int worker = -1;  // -1: none (unless `any`)
+  bool any = false;  // one worker drawn per step
   double factor = 1;
   // Whether worker `w` of `workers` is the slowed one at `step`.
   bool slows(int w, long step, int workers) const;
